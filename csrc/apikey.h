@@ -1,0 +1,233 @@
+/*
+ * apikey.h: the internal interfaces between the files of the C core.
+ * Nothing declared here is exported from the module; only luaopen_apikey_core is.
+ *
+ * Layers, one direction of calls:
+ *   binding.c -> keystore.c -> p12.c, record.c, storage.c, timeutil.c -> OpenSSL, libuuid, OS
+ */
+#ifndef APIKEY_H
+#define APIKEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define AK_HASH_LEN 32   /* SHA-256 of the key text */
+#define AK_HINT_LEN 4    /* the key's last characters, shown by `list` */
+#define AK_KEY_LEN 36    /* a UUID in text form */
+#define AK_ALIAS_MAX 128 /* bytes of UTF-8 */
+#define AK_NO_EXPIRY INT64_MIN
+
+/* The secretTypeId of our SecretBags: an OID under 2.25 (made from a UUID, ITU-T X.667). */
+#define AK_RECORD_OID "2.25.230069031340117737368073348630963488319"
+#define AK_RECORD_OID_SN "apikeyRecordV1"
+#define AK_RECORD_OID_LN "apikey record version 1"
+
+/* ---- errors (error.c) ------------------------------------------------------------------- */
+
+/* Stable codes; their names (ak_code_name) are part of the Lua API. */
+typedef enum {
+    AK_OK = 0,
+    AK_EEXISTS,      /* "exists": the alias is taken */
+    AK_ENOTFOUND,    /* "notfound": no such alias */
+    AK_EBADPASSWORD, /* "badpassword": the MAC does not verify with the password given */
+    AK_ECORRUPT,     /* "corrupt": not a PKCS#12 file, truncated, or a record we cannot read */
+    AK_EIO,          /* "io": an OS call failed */
+    AK_ELOCKED,      /* "locked": another writer held the lock for too long */
+    AK_EINVALID,     /* "invalid": a bad argument value (alias, date) */
+    AK_EINSECURE,    /* "insecure": keystore writable by group or others */
+    AK_ENOMEM,       /* "nomem" */
+} ak_code;
+
+typedef struct {
+    ak_code code;
+    char msg[512]; /* one line a user can act on: what failed, on which file, what to do */
+} ak_err;
+
+/* Sets e (code and printf-style message) and returns -1, so a failure is one line:
+ *   return ak_fail(e, AK_EIO, "cannot open %s: %s", path, strerror(errno)); */
+int ak_fail(ak_err *e, ak_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Like ak_fail, then appends ": <reason>" from OpenSSL's error queue and clears the queue. */
+int ak_fail_ssl(ak_err *e, ak_code code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+const char *ak_code_name(ak_code code);
+
+/* ---- one API key record (record.c) ------------------------------------------------------- */
+
+/* What is kept per key. The key text itself is never kept. */
+typedef struct {
+    unsigned char hash[AK_HASH_LEN]; /* SHA-256(key text) */
+    char hint[AK_HINT_LEN + 1];      /* last 4 characters of the key, NUL-terminated */
+    int64_t created;                 /* Unix seconds, UTC */
+    int64_t expires;                 /* Unix seconds, UTC, or AK_NO_EXPIRY */
+} ak_record;
+
+/*
+ * DER:  ApiKeyRecord ::= SEQUENCE {
+ *          version  INTEGER (1),
+ *          hash     OCTET STRING (SIZE (32)),
+ *          hint     UTF8String,
+ *          created  GeneralizedTime,           -- YYYYMMDDHHMMSSZ
+ *          expires  GeneralizedTime OPTIONAL,
+ *          ...                                 -- later versions may append fields; ignored
+ *       }
+ * record_encode: *der is OPENSSL_malloc'd, caller OPENSSL_free's it. Returns 0, or -1 on
+ * allocation failure. record_decode: returns 0, or -1 if the bytes are not a valid record
+ * (never reads past len).
+ */
+int record_encode(const ak_record *r, unsigned char **der, size_t *len);
+int record_decode(const unsigned char *der, size_t len, ak_record *r);
+
+/* ---- entries: a record with its alias ------------------------------------------------------ */
+
+typedef struct {
+    char *alias;      /* malloc'd UTF-8, NUL-terminated, as the user typed it */
+    size_t alias_len; /* bytes, without the NUL */
+    ak_record rec;
+} ak_entry;
+
+typedef struct {
+    ak_entry *v; /* malloc'd, in file order (= creation order) */
+    size_t n, cap;
+} ak_entries;
+
+/* Appends a copy of alias and *rec. 0, or -1 (and e) when out of memory. */
+int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_record *rec,
+                 ak_err *e);
+/* Removes entry i, keeping order. */
+void entries_remove(ak_entries *es, size_t i);
+/* Frees every alias and the array; es is left empty and reusable. */
+void entries_clear(ak_entries *es);
+
+/* ---- the PKCS#12 file (p12.c) ---------------------------------------------------------------- */
+
+/* Everything a keystore file holds that is not ours, kept to be written back unchanged. */
+typedef struct ak_foreign ak_foreign;
+void foreign_free(ak_foreign *f);
+
+/* Registers AK_RECORD_OID with OpenSSL once (OBJ_create is neither idempotent nor
+ * thread-safe on 3.0): called from luaopen_apikey_core. Returns the NID, or 0 on failure. */
+int p12_register_oid(void);
+
+/*
+ * Parses a whole PKCS#12 file held in buf. The MAC is checked with the password; an empty
+ * password (passlen 0) is tried both as "" and as NULL (Java writes ""), then bags are
+ * decrypted with the form that verified. Our SecretBags are appended to out in file order,
+ * alias from the friendlyName; every other bag and ContentInfo goes to *foreign.
+ * Returns 0, or -1 with e: AK_EBADPASSWORD when the MAC does not verify,
+ * AK_ECORRUPT for anything unparseable (not PKCS#12, truncated, a record of ours that does
+ * not decode, a bag of ours without a friendlyName). On failure out and *foreign are left
+ * empty/NULL.
+ */
+int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t passlen,
+             ak_entries *out, ak_foreign **foreign, ak_err *e);
+
+/*
+ * Encodes a whole PKCS#12 file: the foreign ContentInfos as they were, then one
+ * encryptedData ContentInfo (PBES2: PBKDF2-HMAC-SHA256 with iter iterations, AES-256-CBC,
+ * random salt) holding one SecretBag per entry in order (and any foreign bags that shared a
+ * ContentInfo with ours), then a SHA-256 MAC with iter iterations. Password "" when
+ * passlen is 0. foreign may be NULL. *out is OPENSSL_malloc'd.
+ * Returns 0, or -1 with e.
+ */
+int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, size_t passlen,
+             int iter, unsigned char **out, size_t *outlen, ak_err *e);
+
+/* ---- the file on disk (storage.c) ------------------------------------------------------------- */
+
+/* Identity of a file's current content: a change in any field means it was replaced/edited. */
+typedef struct {
+    int exists;
+    dev_t dev;
+    ino_t ino;
+    off_t size;
+    struct timespec mtime;
+} ak_stamp;
+
+/* Fills st for path; a missing file gives st->exists = 0 and returns 0. -1 with e on error. */
+int storage_stamp(const char *path, ak_stamp *st, ak_err *e);
+int storage_stamp_equal(const ak_stamp *a, const ak_stamp *b);
+
+/*
+ * Reads the whole file. Returns 0 with *buf (malloc'd, caller frees) and *len, and st
+ * describing what was read (fstat of the open descriptor); returns 1 when the file does
+ * not exist (*buf NULL, st->exists 0); -1 with e otherwise: AK_EIO (a folder, unreadable,
+ * ...), AK_EINSECURE when the file is writable by group or others (message says
+ * `chmod 600 PATH`).
+ */
+int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *st, ak_err *e);
+
+/* An exclusive lock on "PATH.lock" beside the keystore (flock), for writers only. */
+typedef struct {
+    int fd;
+} ak_lock;
+
+/*
+ * Creates the keystore's folder (mode 0700) when it is missing, opens/creates PATH.lock
+ * (0600), and takes an exclusive flock, waiting up to timeout_ms. Then removes stale temp
+ * files "PATH.tmp-*" left by a writer that died (only a lock holder makes them).
+ * Returns 0, or -1 with e: AK_ELOCKED on time-out, AK_EIO otherwise.
+ */
+int storage_lock(const char *path, int timeout_ms, ak_lock *lk, ak_err *e);
+void storage_unlock(ak_lock *lk);
+
+/*
+ * Replaces the file atomically: mkstemp "PATH.tmp-XXXXXX" in the same folder (0600), write
+ * all, fsync, rename over PATH, fsync the folder. On any failure the temp file is removed and
+ * PATH is untouched. Never truncates or writes PATH in place. Returns 0, or -1 with e.
+ */
+int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_err *e);
+
+/* ---- time (timeutil.c) -------------------------------------------------------------------------- */
+
+/*
+ * Parses "YYYY-MM-DDThh:mm:ss" (local time, as the guide), optionally followed by "Z" or
+ * "+hh:mm"/"-hh:mm". Fields are range-checked (no February 30, no 24:00, years 1970-9999).
+ * Returns 0 with *out in Unix seconds UTC, or -1 when malformed.
+ */
+int time_parse_iso(const char *s, size_t len, int64_t *out);
+/* "YYYY-MM-DDThh:mm:ss" in local time. buf of at least 32 bytes. */
+void time_format_local(int64_t t, char *buf, size_t size);
+/* "YYYY-MM-DDThh:mm:ssZ" in UTC. */
+void time_format_utc(int64_t t, char *buf, size_t size);
+/* GeneralizedTime text "YYYYMMDDHHMMSSZ" <-> Unix seconds (UTC); parse returns -1 if invalid. */
+void time_format_gentime(int64_t t, char *buf, size_t size);
+int time_parse_gentime(const char *s, size_t len, int64_t *out);
+
+/* ---- the keystore model (keystore.c) --------------------------------------------------------- */
+
+typedef enum { AK_VALID = 0, AK_UNKNOWN, AK_EXPIRED, AK_MALFORMED } ak_verdict;
+
+typedef struct {
+    char *path;
+    unsigned char *pass; /* wiped with OPENSSL_cleanse before free */
+    size_t passlen;
+    int iter;
+    ak_entries entries;
+    ak_foreign *foreign;
+    uint32_t *slots; /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
+    size_t nslots;   /* power of two */
+    ak_stamp stamp;  /* of the content loaded */
+} ak_keystore;
+
+int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t passlen, int iter,
+                  ak_err *e);
+/* Reloads when the file's stamp changed; *changed says whether it did. On failure the
+ * last good content stays loaded. */
+int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
+int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
+                    int64_t expires, char key_out[AK_KEY_LEN + 1], ak_err *e);
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e);
+ak_verdict keystore_verify(const ak_keystore *ks, const char *key, size_t len, int64_t now,
+                           const ak_entry **out);
+void keystore_close(ak_keystore *ks);
+
+#endif
