@@ -19,6 +19,10 @@
 #define AK_ALIAS_MAX 128 /* bytes of UTF-8 */
 #define AK_NO_EXPIRY INT64_MIN
 
+#ifndef APIKEY_VERSION
+#define APIKEY_VERSION "0.1.0"
+#endif
+
 /* The secretTypeId of our SecretBags: an OID under 2.25 (made from a UUID, ITU-T X.667). */
 #define AK_RECORD_OID "2.25.230069031340117737368073348630963488319"
 #define AK_RECORD_OID_SN "apikeyRecordV1"
@@ -141,7 +145,8 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
 int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, size_t passlen,
              int iter, unsigned char **out, size_t *outlen, ak_err *e);
 
-/* ---- the file on disk (storage.c) ------------------------------------------------------------- */
+/* ---- the file on disk (storage.c) -------------------------------------------------------------
+ */
 
 /* Identity of a file's current content: a change in any field means it was replaced/edited. */
 typedef struct {
@@ -186,7 +191,8 @@ void storage_unlock(ak_lock *lk);
  */
 int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_err *e);
 
-/* ---- time (timeutil.c) -------------------------------------------------------------------------- */
+/* ---- time (timeutil.c) --------------------------------------------------------------------------
+ */
 
 /*
  * Parses "YYYY-MM-DDThh:mm:ss" (local time, as the guide), optionally followed by "Z" or
@@ -208,9 +214,12 @@ typedef enum { AK_VALID = 0, AK_UNKNOWN, AK_EXPIRED, AK_MALFORMED } ak_verdict;
 
 typedef struct {
     char *path;
-    unsigned char *pass; /* wiped with OPENSSL_cleanse before free */
+    char *pass; /* wiped with OPENSSL_cleanse before free */
     size_t passlen;
     int iter;
+    int lock_timeout_ms;
+    struct evp_md_st *sha256;     /* fetched once: an implicit fetch per digest is slow */
+    struct evp_md_ctx_st *md_ctx; /* reused by every verify */
     ak_entries entries;
     ak_foreign *foreign;
     uint32_t *slots; /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
@@ -218,15 +227,23 @@ typedef struct {
     ak_stamp stamp;  /* of the content loaded */
 } ak_keystore;
 
+/* Loads path (a missing file is an empty keystore; nothing is written until a change).
+ * On failure ks is left closed (keystore_close is still safe to call). */
 int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t passlen, int iter,
-                  ak_err *e);
+                  int lock_timeout_ms, ak_err *e);
 /* Reloads when the file's stamp changed; *changed says whether it did. On failure the
  * last good content stays loaded. */
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
+/* Writers: take the lock, re-read the file under it, change, replace the file atomically, and
+ * keep what was written as the loaded content. A file that cannot be read is never written.
+ * create writes a new random key (UUID v4, lower case) into key_out; *index is the new entry's
+ * position in ks->entries. */
 int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
-                    int64_t expires, char key_out[AK_KEY_LEN + 1], ak_err *e);
+                    int64_t expires, char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
 int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e);
-ak_verdict keystore_verify(const ak_keystore *ks, const char *key, size_t len, int64_t now,
+/* O(1): hash lookup, constant-time compare of the whole hash. Upper-case key text is accepted.
+ * *out is set for AK_VALID and AK_EXPIRED. */
+ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,
                            const ak_entry **out);
 void keystore_close(ak_keystore *ks);
 

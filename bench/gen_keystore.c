@@ -1,0 +1,78 @@
+/*
+ * gen_keystore.c: writes a keystore of N keys in one go, for the benchmarks.
+ *
+ * Creating 100,000 keys with `apikey create` would rewrite the file 100,000 times; this calls
+ * the core's p12_save once with N generated entries (alias key-000001..., hash = SHA-256 of a
+ * random UUID v4, no expiry) and writes the keys' text, one a line, to a side file so that
+ * the benchmarks have valid keys to check.
+ *
+ *   gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS]
+ */
+#include "apikey.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid/uuid.h>
+
+static int die(const char *what, const ak_err *e)
+{
+    fprintf(stderr, "gen_keystore: %s: %s\n", what, e != NULL ? e->msg : "failed");
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    ak_entries es = {0};
+    ak_err e;
+    FILE *keys;
+    unsigned char *der = NULL;
+    size_t n, len = 0;
+    int iter = argc > 4 ? atoi(argv[4]) : 2048;
+    int64_t now = (int64_t)time(NULL);
+
+    if (argc < 4 || (n = strtoul(argv[1], NULL, 10)) == 0 || iter < 1) {
+        fprintf(stderr, "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS]\n");
+        return 2;
+    }
+    if (p12_register_oid() == 0)
+        return die("cannot register the record OID", NULL);
+    keys = fopen(argv[3], "w");
+    if (keys == NULL) {
+        perror(argv[3]);
+        return 1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char alias[32], key[AK_KEY_LEN + 1];
+        unsigned int hlen = 0;
+        uuid_t raw;
+        ak_record rec;
+
+        memset(&rec, 0, sizeof rec);
+        uuid_generate_random(raw);
+        uuid_unparse_lower(raw, key);
+        if (EVP_Digest(key, AK_KEY_LEN, rec.hash, &hlen, EVP_sha256(), NULL) != 1)
+            return die("SHA-256", NULL);
+        memcpy(rec.hint, key + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
+        rec.created = now;
+        rec.expires = AK_NO_EXPIRY;
+        snprintf(alias, sizeof alias, "key-%06zu", i + 1);
+        if (entries_push(&es, alias, strlen(alias), &rec, &e) != 0)
+            return die("entries_push", &e);
+        fprintf(keys, "%s\n", key);
+    }
+    if (fclose(keys) != 0) {
+        perror(argv[3]);
+        return 1;
+    }
+    if (p12_save(&es, NULL, "", 0, iter, &der, &len, &e) != 0)
+        return die("p12_save", &e);
+    if (storage_replace(argv[2], der, len, &e) != 0)
+        return die("storage_replace", &e);
+    OPENSSL_free(der);
+    entries_clear(&es);
+    return 0;
+}

@@ -1,0 +1,173 @@
+/*
+ * verify_bench.c: checks per second through the C core, one thread.
+ *
+ *   verify_bench KEYSTORE KEYS_FILE [SECONDS]   load time, then verify/s for valid and
+ *                                               unknown keys (SECONDS each, default 2)
+ *   verify_bench --load KEYSTORE                load once and exit (for peak memory)
+ *
+ * Valid keys are taken from KEYS_FILE (one a line, as gen_keystore writes) and laid out in a
+ * shuffled order, so that entries are reached in no order (as a server's requests do) while
+ * the keys themselves are read one after another (as a request just received is in cache).
+ * Unknown keys are fresh random UUIDs, as many as the valid ones up to 4096. Every answer is
+ * checked; a wrong one fails the run.
+ *
+ * Rates are per second of this thread's CPU time, the median of 5 slices, so that other
+ * processes on a busy machine count as little as they can.
+ */
+#include "apikey.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uuid/uuid.h>
+
+#define NUNKNOWN 4096
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static int open_store(ak_keystore *ks, const char *path, double *ms)
+{
+    ak_err e;
+    double t0 = now_s();
+    if (keystore_open(ks, path, "", 0, 2048, 10000, &e) != 0) {
+        fprintf(stderr, "verify_bench: %s\n", e.msg);
+        return -1;
+    }
+    *ms = (now_s() - t0) * 1e3;
+    return 0;
+}
+
+static char (*read_keys(const char *path, size_t *n))[AK_KEY_LEN + 1]
+{
+    char line[128];
+    size_t cap = 1024;
+    char(*v)[AK_KEY_LEN + 1] = malloc(cap * sizeof *v);
+    FILE *f = fopen(path, "r");
+    *n = 0;
+    if (f == NULL || v == NULL) {
+        perror(path);
+        exit(1);
+    }
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strlen(line) < AK_KEY_LEN)
+            continue;
+        if (*n == cap && (v = realloc(v, (cap *= 2) * sizeof *v)) == NULL)
+            exit(1);
+        memcpy(v[*n], line, AK_KEY_LEN);
+        v[(*n)++][AK_KEY_LEN] = '\0';
+    }
+    fclose(f);
+    return v;
+}
+
+#define SLICES 5
+
+#define SLICES 5
+
+/* Runs verify over keys[0..n), cycling, in SLICES slices of secs / SLICES CPU seconds each;
+ * returns the median slice's checks per CPU second. */
+static double rate(ak_keystore *ks, char (*keys)[AK_KEY_LEN + 1], size_t n, ak_verdict want,
+                   double secs)
+{
+    const ak_entry *en;
+    int64_t t = (int64_t)time(NULL);
+    double rates[SLICES];
+    size_t i = 0;
+    for (int s = 0; s < SLICES; s++) {
+        unsigned long done = 0;
+        double t0 = cpu_s(), t1;
+        do {
+            for (int k = 0; k < 4096; k++) {
+                if (keystore_verify(ks, keys[i], AK_KEY_LEN, t, &en) != want) {
+                    fprintf(stderr, "verify_bench: wrong verdict for %s\n", keys[i]);
+                    exit(1);
+                }
+                if (++i == n)
+                    i = 0;
+            }
+            done += 4096;
+            t1 = cpu_s();
+        } while (t1 - t0 < secs / SLICES);
+        rates[s] = (double)done / (t1 - t0);
+    }
+    qsort(rates, SLICES, sizeof rates[0], cmp_double);
+    return rates[SLICES / 2];
+}
+
+int main(int argc, char **argv)
+{
+    ak_keystore ks;
+    double ms, secs, valid, unknown;
+    size_t n, nfresh;
+    char(*keys)[AK_KEY_LEN + 1];
+    char(*shuffled)[AK_KEY_LEN + 1];
+    char(*fresh)[AK_KEY_LEN + 1];
+
+    if (p12_register_oid() == 0)
+        return 1;
+    if (argc == 3 && strcmp(argv[1], "--load") == 0) {
+        if (open_store(&ks, argv[2], &ms) != 0)
+            return 1;
+        printf("keys=%zu load_ms=%.1f\n", ks.entries.n, ms);
+        keystore_close(&ks);
+        return 0;
+    }
+    if (argc < 3) {
+        fprintf(stderr, "usage: verify_bench KEYSTORE KEYS_FILE [SECONDS]\n"
+                        "       verify_bench --load KEYSTORE\n");
+        return 2;
+    }
+    secs = argc > 3 ? atof(argv[3]) : 2.0;
+    keys = read_keys(argv[2], &n);
+    if (n == 0 || open_store(&ks, argv[1], &ms) != 0)
+        return 1;
+
+    nfresh = n < NUNKNOWN ? n : NUNKNOWN;
+    shuffled = malloc(n * sizeof *shuffled);
+    fresh = malloc(nfresh * sizeof *fresh);
+    if (shuffled == NULL || fresh == NULL)
+        return 1;
+    srand(1);
+    memcpy(shuffled, keys, n * sizeof *shuffled);
+    for (size_t i = n - 1; i > 0; i--) {
+        size_t j = (size_t)rand() % (i + 1);
+        char t[AK_KEY_LEN + 1];
+        memcpy(t, shuffled[i], sizeof t);
+        memcpy(shuffled[i], shuffled[j], sizeof t);
+        memcpy(shuffled[j], t, sizeof t);
+    }
+    free(keys);
+    for (size_t i = 0; i < nfresh; i++) {
+        uuid_t raw;
+        uuid_generate_random(raw);
+        uuid_unparse_lower(raw, fresh[i]);
+    }
+
+    valid = rate(&ks, shuffled, n, AK_VALID, secs);
+    unknown = rate(&ks, fresh, nfresh, AK_UNKNOWN, secs);
+    printf("keys=%zu load_ms=%.1f valid_per_s=%.0f unknown_per_s=%.0f\n", ks.entries.n, ms, valid,
+           unknown);
+    keystore_close(&ks);
+    free(shuffled);
+    free(fresh);
+    return 0;
+}

@@ -1,0 +1,93 @@
+-- verify_bench.lua: checks per second through the Lua API, one thread.
+--
+--   lua5.4 bench/verify_bench.lua KEYSTORE KEYS_FILE [SECONDS]
+--
+-- Needs apikey.core and lua/ on LUA_CPATH / LUA_PATH. For each way in (apikey.core's
+-- ks:verify, apikey.open's ks:verify, a verifier's verify and authenticate) it prints one line
+-- with valid and unknown keys per second. Valid keys come from KEYS_FILE (one a line);
+-- unknown ones are fresh random UUIDs. Every answer is checked.
+local core = require "apikey.core"
+local apikey = require "apikey"
+local verifier = require "apikey.verifier"
+
+local path, keys_file, secs = arg[1], arg[2], tonumber(arg[3] or "2")
+if not (path and keys_file) then
+    io.stderr:write("usage: lua5.4 verify_bench.lua KEYSTORE KEYS_FILE [SECONDS]\n")
+    os.exit(2)
+end
+
+-- The keys' strings are made in a shuffled order, so that entries are reached in no order (as a
+-- server's requests do) while the strings themselves lie one after another in memory (as a
+-- request just received is in cache). Unknown keys: as many as the valid ones, up to 4096.
+local text = assert(io.open(keys_file)):read("a")
+local starts = {}
+for at in text:gmatch("()[^\n]+") do
+    starts[#starts + 1] = at
+end
+math.randomseed(1)
+for i = #starts, 2, -1 do
+    local j = math.random(i)
+    starts[i], starts[j] = starts[j], starts[i]
+end
+local valid = {}
+for i, at in ipairs(starts) do
+    valid[i] = text:sub(at, at + 35)
+end
+text, starts = nil, nil
+local unknown = {}
+for i = 1, math.min(#valid, 4096) do
+    unknown[i] = ("%08x-%04x-4%03x-%04x-%012x"):format(math.random(0, 0xffffffff),
+        math.random(0, 0xffff), math.random(0, 0xfff), 0x8000 | math.random(0, 0x3fff),
+        math.random(0, 0xffffffffffff))
+end
+
+-- Calls check(obj, keys[i]), cycling, in 5 slices of secs / 5 CPU seconds each (os.clock: this
+-- process's CPU time, so that other processes on a busy machine count as little as they can);
+-- returns the median slice's calls per CPU second.
+local function rate(check, obj, keys, want_valid)
+    local clock, n, i = os.clock, #keys, 1
+    local rates = {}
+    for s = 1, 5 do
+        local done, t0, t1 = 0, clock(), nil
+        repeat
+            for _ = 1, 4096 do
+                local e = check(obj, keys[i])
+                if (e ~= nil) ~= want_valid then
+                    error(("wrong answer for key %s"):format(keys[i]))
+                end
+                i = i == n and 1 or i + 1
+            end
+            done = done + 4096
+            t1 = clock()
+        until t1 - t0 >= secs / 5
+        rates[s] = done / (t1 - t0)
+    end
+    table.sort(rates)
+    return rates[3]
+end
+
+local function report(name, obj, check, good, bad)
+    print(("keys=%d way=%s valid_per_s=%.0f unknown_per_s=%.0f"):format(#good, name,
+        rate(check, obj, good, true), rate(check, obj, bad, false)))
+end
+
+local function bearer(keys)
+    local t = {}
+    for i, k in ipairs(keys) do
+        t[i] = "Bearer " .. k
+    end
+    return t
+end
+
+local ks = assert(core.open(path))
+report("core", ks, ks.verify, valid, unknown)
+ks:close()
+
+local api = assert(apikey.open { path = path })
+report("api", api, api.verify, valid, unknown)
+api:close()
+
+local v = assert(verifier.new { path = path, interval = 1 })
+report("verifier", v, v.verify, valid, unknown)
+report("authenticate", v, v.authenticate, bearer(valid), bearer(unknown))
+v:close()

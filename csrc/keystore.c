@@ -1,0 +1,345 @@
+/*
+ * keystore.c: the keystore model. Owns the loaded entries, the hash index that makes verify
+ * O(1), and the operations: open, refresh (reload when the file changed), create, revoke,
+ * verify. Writers follow one protocol: lock, re-read under the lock, change, replace
+ * atomically; a file that cannot be read is never written.
+ */
+#include "apikey.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uuid/uuid.h>
+
+/* Prefixes e's message with the keystore's path, so every error names the file. */
+static int fail_on(ak_err *e, const char *path)
+{
+    char msg[sizeof e->msg];
+    size_t used;
+    snprintf(msg, sizeof msg, "keystore %s: ", path);
+    used = strlen(msg);
+    snprintf(msg + used, sizeof msg - used, "%s", e->msg);
+    memcpy(e->msg, msg, sizeof msg);
+    return -1;
+}
+
+static int hash_key(ak_keystore *ks, const char *key, size_t len, unsigned char out[AK_HASH_LEN])
+{
+    unsigned int n = 0;
+    if (EVP_DigestInit_ex2(ks->md_ctx, ks->sha256, NULL) != 1 ||
+        EVP_DigestUpdate(ks->md_ctx, key, len) != 1 ||
+        EVP_DigestFinal_ex(ks->md_ctx, out, &n) != 1 || n != AK_HASH_LEN)
+        return -1;
+    return 0;
+}
+
+/* The hash is uniformly random, so its first bytes are a good slot number. */
+static size_t slot_of(const unsigned char hash[AK_HASH_LEN], size_t mask)
+{
+    uint64_t h;
+    memcpy(&h, hash, sizeof h);
+    return (size_t)h & mask;
+}
+
+/* Rebuilds the index over es; on failure the old index is kept. Load factor <= 1/2. */
+static int index_build(uint32_t **slots, size_t *nslots, const ak_entries *es, ak_err *e)
+{
+    size_t n = 16;
+    uint32_t *s;
+    if (es->n > UINT32_MAX / 4)
+        return ak_fail(e, AK_ENOMEM, "too many keys");
+    while (n < es->n * 2)
+        n *= 2;
+    s = calloc(n, sizeof *s);
+    if (s == NULL)
+        return ak_fail(e, AK_ENOMEM, "out of memory");
+    for (size_t i = 0; i < es->n; i++) {
+        size_t j = slot_of(es->v[i].rec.hash, n - 1);
+        while (s[j] != 0)
+            j = (j + 1) & (n - 1);
+        s[j] = (uint32_t)(i + 1);
+    }
+    free(*slots);
+    *slots = s;
+    *nslots = n;
+    return 0;
+}
+
+static int ascii_equal_fold(const char *a, size_t alen, const char *b, size_t blen)
+{
+    if (alen != blen)
+        return 0;
+    for (size_t i = 0; i < alen; i++) {
+        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+        if (x >= 'A' && x <= 'Z')
+            x = (unsigned char)(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z')
+            y = (unsigned char)(y - 'A' + 'a');
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+/* Aliases are unique without regard to (ASCII) case, as Java lower-cases them. */
+static long find_alias(const ak_entries *es, const char *alias, size_t len)
+{
+    for (size_t i = 0; i < es->n; i++)
+        if (ascii_equal_fold(es->v[i].alias, es->v[i].alias_len, alias, len))
+            return (long)i;
+    return -1;
+}
+
+/* What one read of the file gave: entries, foreign content, and the stamp of what was read. */
+typedef struct {
+    ak_entries entries;
+    ak_foreign *foreign;
+    ak_stamp stamp;
+} snapshot;
+
+static void snapshot_free(snapshot *s)
+{
+    entries_clear(&s->entries);
+    foreign_free(s->foreign);
+    s->foreign = NULL;
+}
+
+static int snapshot_read(const ak_keystore *ks, snapshot *s, ak_err *e)
+{
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    int rc;
+    memset(s, 0, sizeof *s);
+    rc = storage_read(ks->path, &buf, &len, &s->stamp, e);
+    if (rc < 0)
+        return -1;
+    if (rc == 1)
+        return 0; /* no file yet: an empty keystore */
+    rc = p12_load(buf, len, ks->pass, ks->passlen, &s->entries, &s->foreign, e);
+    free(buf);
+    if (rc != 0)
+        return fail_on(e, ks->path);
+    return 0;
+}
+
+/* Makes s the loaded content (s is consumed). */
+static int snapshot_adopt(ak_keystore *ks, snapshot *s, ak_err *e)
+{
+    if (index_build(&ks->slots, &ks->nslots, &s->entries, e) != 0) {
+        snapshot_free(s);
+        return -1;
+    }
+    entries_clear(&ks->entries);
+    foreign_free(ks->foreign);
+    ks->entries = s->entries;
+    ks->foreign = s->foreign;
+    ks->stamp = s->stamp;
+    return 0;
+}
+
+int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t passlen, int iter,
+                  int lock_timeout_ms, ak_err *e)
+{
+    snapshot s;
+    memset(ks, 0, sizeof *ks);
+    ks->path = strdup(path);
+    ks->pass = malloc(passlen + 1);
+    ks->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    ks->md_ctx = EVP_MD_CTX_new();
+    if (ks->path == NULL || ks->pass == NULL || ks->sha256 == NULL || ks->md_ctx == NULL) {
+        keystore_close(ks);
+        return ak_fail_ssl(e, AK_ENOMEM, "cannot set up the keystore");
+    }
+    if (passlen > 0)
+        memcpy(ks->pass, pass, passlen);
+    ks->pass[passlen] = '\0';
+    ks->passlen = passlen;
+    ks->iter = iter;
+    ks->lock_timeout_ms = lock_timeout_ms;
+    if (snapshot_read(ks, &s, e) != 0 || snapshot_adopt(ks, &s, e) != 0) {
+        keystore_close(ks);
+        return -1;
+    }
+    return 0;
+}
+
+int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e)
+{
+    ak_stamp now;
+    snapshot s;
+    *changed = 0;
+    if (storage_stamp(ks->path, &now, e) != 0)
+        return -1;
+    if (storage_stamp_equal(&now, &ks->stamp))
+        return 0;
+    if (snapshot_read(ks, &s, e) != 0 || snapshot_adopt(ks, &s, e) != 0)
+        return -1;
+    *changed = 1;
+    return 0;
+}
+
+/* Writes s to the file (the caller holds the lock), then makes it the loaded content. */
+static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
+{
+    unsigned char *der = NULL;
+    size_t len = 0;
+    int rc;
+    if (p12_save(&s->entries, s->foreign, ks->pass, ks->passlen, ks->iter, &der, &len, e) != 0) {
+        snapshot_free(s);
+        return fail_on(e, ks->path);
+    }
+    rc = storage_replace(ks->path, der, len, e);
+    OPENSSL_free(der);
+    if (rc != 0 || storage_stamp(ks->path, &s->stamp, e) != 0) {
+        snapshot_free(s);
+        return -1;
+    }
+    return snapshot_adopt(ks, s, e);
+}
+
+int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
+                    int64_t expires, char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e)
+{
+    ak_lock lk;
+    snapshot s;
+    ak_record rec;
+    uuid_t raw;
+    int rc = -1;
+
+    if (alias_len == 0 || alias_len > AK_ALIAS_MAX || memchr(alias, '\0', alias_len) != NULL)
+        return ak_fail(e, AK_EINVALID, "an alias is 1 to %d bytes, without NUL", AK_ALIAS_MAX);
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+        return -1;
+    if (snapshot_read(ks, &s, e) != 0)
+        goto out;
+    if (find_alias(&s.entries, alias, alias_len) >= 0) {
+        snapshot_free(&s);
+        ak_fail(e, AK_EEXISTS, "an API key with alias '%.*s' already exists", (int)alias_len,
+                alias);
+        goto out;
+    }
+    uuid_generate_random(raw);
+    uuid_unparse_lower(raw, key_out);
+    OPENSSL_cleanse(raw, sizeof raw);
+    memset(&rec, 0, sizeof rec);
+    memcpy(rec.hint, key_out + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
+    rec.created = created;
+    rec.expires = expires;
+    if (hash_key(ks, key_out, AK_KEY_LEN, rec.hash) != 0) {
+        snapshot_free(&s);
+        ak_fail_ssl(e, AK_ENOMEM, "cannot hash the new key");
+        goto out;
+    }
+    if (entries_push(&s.entries, alias, alias_len, &rec, e) != 0) {
+        snapshot_free(&s);
+        goto out;
+    }
+    *index = s.entries.n - 1;
+    rc = snapshot_commit(ks, &s, e);
+out:
+    storage_unlock(&lk);
+    if (rc != 0)
+        OPENSSL_cleanse(key_out, AK_KEY_LEN + 1);
+    return rc;
+}
+
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e)
+{
+    ak_lock lk;
+    snapshot s;
+    long i;
+    int rc = -1;
+
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+        return -1;
+    if (snapshot_read(ks, &s, e) != 0)
+        goto out;
+    i = find_alias(&s.entries, alias, alias_len);
+    if (i < 0) {
+        snapshot_free(&s);
+        ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s'", (int)alias_len, alias);
+        goto out;
+    }
+    entries_remove(&s.entries, (size_t)i);
+    rc = snapshot_commit(ks, &s, e);
+out:
+    storage_unlock(&lk);
+    return rc;
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = (unsigned char)(c | 0x20);
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Checks the UUID text form 8-4-4-4-12 and writes it in lower case. */
+static int normalize_key(const char *key, size_t len, char out[AK_KEY_LEN])
+{
+    if (len != AK_KEY_LEN)
+        return -1;
+    for (size_t i = 0; i < AK_KEY_LEN; i++) {
+        unsigned char c = (unsigned char)key[i];
+        if (i == 8 || i == 13 || i == 18 || i == 23) {
+            if (c != '-')
+                return -1;
+            out[i] = '-';
+        } else {
+            int v = hexval(c);
+            if (v < 0)
+                return -1;
+            out[i] = "0123456789abcdef"[v];
+        }
+    }
+    return 0;
+}
+
+ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,
+                           const ak_entry **out)
+{
+    char norm[AK_KEY_LEN];
+    unsigned char hash[AK_HASH_LEN];
+    ak_verdict verdict = AK_UNKNOWN;
+    size_t mask = ks->nslots - 1;
+
+    *out = NULL;
+    if (normalize_key(key, len, norm) != 0)
+        return AK_MALFORMED;
+    if (hash_key(ks, norm, AK_KEY_LEN, hash) != 0) {
+        OPENSSL_cleanse(norm, sizeof norm);
+        return AK_UNKNOWN; /* fail closed */
+    }
+    OPENSSL_cleanse(norm, sizeof norm);
+    for (size_t j = slot_of(hash, mask); ks->slots[j] != 0; j = (j + 1) & mask) {
+        const ak_entry *en = &ks->entries.v[ks->slots[j] - 1];
+        if (CRYPTO_memcmp(en->rec.hash, hash, AK_HASH_LEN) == 0) {
+            *out = en;
+            verdict =
+                (en->rec.expires != AK_NO_EXPIRY && en->rec.expires <= now) ? AK_EXPIRED : AK_VALID;
+            break;
+        }
+    }
+    OPENSSL_cleanse(hash, sizeof hash);
+    return verdict;
+}
+
+void keystore_close(ak_keystore *ks)
+{
+    if (ks->pass != NULL) {
+        OPENSSL_cleanse(ks->pass, ks->passlen + 1);
+        free(ks->pass);
+    }
+    free(ks->path);
+    entries_clear(&ks->entries);
+    foreign_free(ks->foreign);
+    free(ks->slots);
+    EVP_MD_CTX_free(ks->md_ctx);
+    EVP_MD_free(ks->sha256);
+    memset(ks, 0, sizeof *ks);
+}

@@ -1,0 +1,217 @@
+/*
+ * record.c: the DER form of one API key record (ApiKeyRecord, see apikey.h).
+ * Written and read by hand: a record is 62 or 79 bytes and a keystore may hold 100,000, so
+ * OpenSSL's generic ASN.1 would cost more than everything else. The reader takes untrusted
+ * bytes (it is fuzzed): strict DER, and every step checked against the end of the input.
+ */
+#include "apikey.h"
+
+#include <openssl/crypto.h>
+#include <string.h>
+
+#define RECORD_VERSION 1
+#define GENTIME_LEN 15 /* YYYYMMDDHHMMSSZ */
+
+enum {
+    TAG_INTEGER = 0x02,
+    TAG_OCTET_STRING = 0x04,
+    TAG_UTF8_STRING = 0x0c,
+    TAG_GENERALIZED_TIME = 0x18,
+    TAG_SEQUENCE = 0x30,
+};
+
+/*
+ * Splits the next TLV off [*p, end): *tag is its first identifier octet, [*val, *val + *vlen)
+ * its contents, and *p moves past it. Refuses what DER forbids (non-minimal tag numbers and
+ * lengths, indefinite lengths) and anything that would run past end. 0, or -1.
+ */
+static int next_tlv(const unsigned char **p, const unsigned char *end, unsigned *tag,
+                    const unsigned char **val, size_t *vlen)
+{
+    const unsigned char *q = *p;
+    size_t len;
+
+    if (q == end)
+        return -1;
+    *tag = *q++;
+    if ((*tag & 0x1f) == 0x1f) { /* high tag number: base-128, more octets while bit 8 set */
+        const unsigned char *first = q;
+        if (q == end || *q == 0x80)
+            return -1;
+        while (q != end && (*q & 0x80))
+            q++;
+        if (q == end)
+            return -1;
+        if (q == first && *q < 0x1f) /* a number that fits in the first octet */
+            return -1;
+        q++;
+    }
+    if (q == end)
+        return -1;
+    len = *q++;
+    if (len & 0x80) {
+        size_t n = len & 0x7f;
+        if (n == 0 || n > 4 || n > (size_t)(end - q) || *q == 0)
+            return -1;
+        for (len = 0; n > 0; n--)
+            len = (len << 8) | *q++;
+        if (len < 0x80)
+            return -1;
+    }
+    if (len > (size_t)(end - q))
+        return -1;
+    *val = q;
+    *vlen = len;
+    *p = q + len;
+    return 0;
+}
+
+/* Length (1-4) of the UTF-8 character at s, of at most n bytes, or 0 if it is not valid
+ * (overlong, a surrogate, beyond U+10FFFF, truncated). *cp gets the code point. */
+static size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp)
+{
+    unsigned long c = s[0], min;
+    size_t k;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        k = 2;
+        c &= 0x1f;
+        min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        k = 3;
+        c &= 0x0f;
+        min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        k = 4;
+        c &= 0x07;
+        min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < k)
+        return 0;
+    for (size_t i = 1; i < k; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        c = (c << 6) | (s[i] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return k;
+}
+
+/* A hint is AK_HINT_LEN bytes of printable text: valid UTF-8 without control characters. */
+static int hint_valid(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+
+    if (n != AK_HINT_LEN)
+        return 0;
+    while (i < n) {
+        unsigned long cp;
+        size_t k = utf8_char(s + i, n - i, &cp);
+        if (k == 0 || cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return 0;
+        i += k;
+    }
+    return 1;
+}
+
+/* Formats t as GeneralizedTime, and only if it reads back as t: what we write, we can read. */
+static int format_time(int64_t t, char buf[32])
+{
+    int64_t back;
+
+    time_format_gentime(t, buf, 32);
+    if (strlen(buf) != GENTIME_LEN || time_parse_gentime(buf, GENTIME_LEN, &back) != 0 || back != t)
+        return -1;
+    return 0;
+}
+
+static unsigned char *put_tlv(unsigned char *p, unsigned tag, const void *val, size_t len)
+{
+    *p++ = (unsigned char)tag;
+    *p++ = (unsigned char)len; /* every field and the whole record are under 128 bytes */
+    memcpy(p, val, len);
+    return p + len;
+}
+
+int record_encode(const ak_record *r, unsigned char **der, size_t *len)
+{
+    static const unsigned char version = RECORD_VERSION;
+    char created[32], expires[32];
+    int has_expires = r->expires != AK_NO_EXPIRY;
+    size_t body, hint_len = strnlen(r->hint, sizeof r->hint);
+    unsigned char *buf, *p;
+
+    *der = NULL;
+    *len = 0;
+    if (!hint_valid((const unsigned char *)r->hint, hint_len) ||
+        format_time(r->created, created) != 0 ||
+        (has_expires && format_time(r->expires, expires) != 0))
+        return -1;
+    body = (2 + 1) + (2 + AK_HASH_LEN) + (2 + AK_HINT_LEN) + (2 + GENTIME_LEN) +
+           (has_expires ? 2 + GENTIME_LEN : 0);
+    buf = OPENSSL_malloc(2 + body);
+    if (buf == NULL)
+        return -1;
+    p = buf;
+    *p++ = TAG_SEQUENCE;
+    *p++ = (unsigned char)body;
+    p = put_tlv(p, TAG_INTEGER, &version, 1);
+    p = put_tlv(p, TAG_OCTET_STRING, r->hash, AK_HASH_LEN);
+    p = put_tlv(p, TAG_UTF8_STRING, r->hint, AK_HINT_LEN);
+    p = put_tlv(p, TAG_GENERALIZED_TIME, created, GENTIME_LEN);
+    if (has_expires)
+        p = put_tlv(p, TAG_GENERALIZED_TIME, expires, GENTIME_LEN);
+    *der = buf;
+    *len = (size_t)(p - buf);
+    return 0;
+}
+
+int record_decode(const unsigned char *der, size_t len, ak_record *r)
+{
+    const unsigned char *p = der, *end, *val;
+    size_t vlen;
+    unsigned tag;
+    ak_record rec;
+
+    if (der == NULL || next_tlv(&p, der + len, &tag, &val, &vlen) != 0 || tag != TAG_SEQUENCE ||
+        p != der + len)
+        return -1;
+    p = val;
+    end = val + vlen;
+
+    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_INTEGER || vlen != 1 ||
+        val[0] != RECORD_VERSION)
+        return -1;
+    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_OCTET_STRING || vlen != AK_HASH_LEN)
+        return -1;
+    memcpy(rec.hash, val, AK_HASH_LEN);
+    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_UTF8_STRING ||
+        !hint_valid(val, vlen))
+        return -1;
+    memcpy(rec.hint, val, AK_HINT_LEN);
+    rec.hint[AK_HINT_LEN] = '\0';
+    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_GENERALIZED_TIME ||
+        vlen != GENTIME_LEN || time_parse_gentime((const char *)val, vlen, &rec.created) != 0)
+        return -1;
+    rec.expires = AK_NO_EXPIRY;
+    if (p != end && *p == TAG_GENERALIZED_TIME) {
+        if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || vlen != GENTIME_LEN ||
+            time_parse_gentime((const char *)val, vlen, &rec.expires) != 0)
+            return -1;
+    }
+    /* Fields a later version appended: skipped, but they must still be well-formed. */
+    while (p != end) {
+        if (next_tlv(&p, end, &tag, &val, &vlen) != 0)
+            return -1;
+    }
+    *r = rec;
+    return 0;
+}

@@ -1,0 +1,150 @@
+#!/bin/sh
+# The whole busted suite against the C module built with AddressSanitizer (leaks included) and
+# UndefinedBehaviorSanitizer, or run under Valgrind's memcheck. Any report fails the run, even
+# one from a command whose spec passed.
+#
+#   sh scripts/sanitize.sh [busted options...] [SPEC...]             ASan + UBSan + LSan
+#   sh scripts/sanitize.sh --valgrind [busted options...] [SPEC...]  memcheck; definite leaks
+#                                                                    are errors
+# How: each program that loads the module (lua5.4: busted itself and every `apikey` a spec
+# runs; lighttpd for the example) is found on PATH as a wrapper in build/<mode>/bin that
+# starts the real one with the sanitizer runtime preloaded, or under valgrind. A small
+# preloaded helper then removes LD_PRELOAD from that process's environment, so the shells and
+# tools a spec runs (sh, mktemp, openssl) are not instrumented and their own leaks are not
+# counted as ours; and it keeps C modules loaded at exit (dlclose does nothing), so that a
+# leak report names our functions and what our statics hold is not counted as leaked.
+# A module that leaks on purpose must be reported first, or the run fails: the
+# instrumentation is proven live. Reports go to build/<mode>/logs.
+set -eu
+
+cd "$(dirname "$0")/.."
+root=$PWD
+mode=asan
+if [ "${1:-}" = "--valgrind" ]; then
+    mode=valgrind
+    shift
+fi
+out=$root/build/$mode
+stage=$out/stage
+logs=$out/logs
+cc=${CC:-cc}
+
+if [ "$mode" = valgrind ] && ! command -v valgrind >/dev/null 2>&1; then
+    echo "sanitize.sh: valgrind not found (apt-get install valgrind)" >&2
+    exit 1
+fi
+if [ "$mode" = asan ]; then
+    cmake_args="-DAPIKEY_SANITIZE=address,undefined -DCMAKE_C_COMPILER=$cc"
+else
+    cmake_args=""
+fi
+BUILD_DIR=$out/build CMAKE_ARGS="$cmake_args ${CMAKE_ARGS:-}" \
+    sh scripts/install.sh --with-tests "$stage"
+
+rm -rf "$out/bin" "$logs"
+mkdir -p "$out/bin" "$logs"
+
+cat >"$out/helper.c" <<'C'
+/* Preloaded into each wrapped program of a sanitizer run, after the sanitizer runtime. */
+#include <stdlib.h>
+
+/* Its children are instrumented only when they are wrapped programs again (found on PATH). */
+__attribute__((constructor)) static void drop_preload(void)
+{
+    unsetenv("LD_PRELOAD");
+}
+
+/* Modules stay loaded to the end, so that leak reports can name their functions. */
+int dlclose(void *handle)
+{
+    (void)handle;
+    return 0;
+}
+C
+"$cc" -shared -fPIC -O1 -o "$out/helper.so" "$out/helper.c"
+
+if [ "$mode" = asan ]; then
+    runtime=$("$cc" -print-file-name=libasan.so)
+    case $runtime in
+    /*) ;;
+    *) runtime=$("$cc" -print-file-name=libclang_rt.asan-x86_64.so) ;;
+    esac
+    if [ ! -f "$runtime" ]; then
+        echo "sanitize.sh: no ASan runtime for $cc" >&2
+        exit 1
+    fi
+    # exitcode 86 tells a sanitizer report from a command's own failure in a spec's output.
+    ASAN_OPTIONS="detect_leaks=1:exitcode=86:log_path=$logs/asan:detect_stack_use_after_return=1:strict_string_checks=1"
+    UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:exitcode=86:log_path=$logs/ubsan"
+    LSAN_OPTIONS="suppressions=$root/scripts/lsan.supp:print_suppressions=0"
+    export ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
+fi
+
+# wrap NAME: build/<mode>/bin/NAME starts the real NAME instrumented.
+wrap() {
+    real=$(command -v "$1") || return 0
+    if [ "$mode" = asan ]; then
+        cat >"$out/bin/$1" <<SH
+#!/bin/sh
+LD_PRELOAD="$runtime:$out/helper.so\${LD_PRELOAD:+:\$LD_PRELOAD}" exec "$real" "\$@"
+SH
+    else
+        cat >"$out/bin/$1" <<SH
+#!/bin/sh
+LD_PRELOAD="$out/helper.so\${LD_PRELOAD:+:\$LD_PRELOAD}" exec valgrind --tool=memcheck -q \\
+    --error-exitcode=86 --leak-check=full --errors-for-leak-kinds=definite \\
+    --show-leak-kinds=definite --log-file="$logs/memcheck.%p" "$real" "\$@"
+SH
+    fi
+    chmod 755 "$out/bin/$1"
+}
+PATH=$PATH:/usr/sbin:/sbin
+wrap lua5.4
+wrap lighttpd
+PATH=$out/bin:$PATH
+export PATH
+
+# The instrumentation must be live: a module that leaks on purpose must be reported.
+canary_flags=
+[ "$mode" = asan ] && canary_flags=-fsanitize=address
+printf '%s\n' '#include <stdlib.h>' \
+    'void *volatile canary_keep;' \
+    'int luaopen_canary(void *L) { (void)L; canary_keep = malloc(4242); canary_keep = 0; return 0; }' \
+    >"$out/canary.c"
+# shellcheck disable=SC2086
+"$cc" -shared -fPIC -g $canary_flags -o "$out/canary.so" "$out/canary.c"
+lua5.4 -e "package.cpath = '$out/?.so'; require 'canary'" >/dev/null 2>&1 || true
+if ! grep -Eqs '4,?242 byte' "$logs"/*; then
+    echo "sanitize.sh: the leak canary was not reported: the $mode instrumentation is not live" >&2
+    exit 1
+fi
+rm -f "$logs"/*
+
+export APIKEY_TEST_PREFIX="$stage"
+export LUA_PATH="$stage/share/lua/5.4/?.lua;$stage/share/lua/5.4/?/init.lua;;"
+export LUA_CPATH="$stage/lib/lua/5.4/?.so;;"
+
+# The specs to run: those named, else all of spec/.
+specs=spec
+for a in "$@"; do
+    case $a in -*) ;; *) specs= ;; esac
+done
+
+status=0
+# shellcheck disable=SC2086 # specs is one word or none
+lua5.4 /usr/bin/busted --output=plainTerminal "$@" $specs || status=$?
+
+reports=$(ls "$logs")
+if [ -n "$reports" ]; then
+    for f in $reports; do
+        echo "---- $logs/$f"
+        head -n 60 "$logs/$f"
+    done
+    echo "sanitize.sh: $(echo "$reports" | wc -l) $mode report(s) above" >&2
+    exit 1
+fi
+if [ "$status" -ne 0 ]; then
+    echo "sanitize.sh: busted failed (status $status) with the $mode build" >&2
+    exit 1
+fi
+echo "sanitize.sh: the suite passed under $mode with no report"

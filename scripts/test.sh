@@ -1,0 +1,52 @@
+#!/bin/sh
+# The whole test suite, from a fresh Debian 12 (as root) or a ready machine (as anyone):
+# installs the packages, builds, installs into build/stage, and runs the busted specs against
+# that installed tree. Ends with "N passed, N failed[, N skipped]"; exits non-zero when a test
+# failed, when busted did not finish, or when no test ran.
+#
+#   bash scripts/test.sh [busted options...]      e.g. --filter=revoke
+set -eu
+
+cd "$(dirname "$0")/.."
+stage=$PWD/build/stage
+sh scripts/install.sh --with-tests "$stage"
+
+export APIKEY_TEST_PREFIX="$stage"
+export LUA_PATH="$stage/share/lua/5.4/?.lua;$stage/share/lua/5.4/?/init.lua;;"
+export LUA_CPATH="$stage/lib/lua/5.4/?.so;;"
+
+log=build/busted.log
+status=build/busted.status
+rm -f "$log" "$status"
+# The status goes through a file: POSIX sh has no pipefail.
+{
+    lua5.4 /usr/bin/busted --output=plainTerminal --verbose "$@" spec && echo 0 >"$status" ||
+        echo $? >"$status"
+} 2>&1 | tee "$log"
+
+rc=$(cat "$status" 2>/dev/null || echo 1)
+# plainTerminal's summary: "N successes / N failures / N errors / N pending : T seconds"
+summary=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? / [0-9]+ pending' "$log" |
+          tail -n 1 || true)
+if [ -z "$summary" ]; then
+    echo "test.sh: busted stopped (status $rc) before printing its summary; see $log" >&2
+    exit 1
+fi
+# shellcheck disable=SC2086 # split the summary into words
+set -- $summary
+passed=$1 failed=$(($4 + $7)) skipped=${10}
+
+echo
+if [ "$skipped" -gt 0 ]; then
+    echo "$passed passed, $failed failed, $skipped skipped"
+else
+    echo "$passed passed, $failed failed"
+fi
+if [ $((passed + failed)) -eq 0 ]; then
+    echo "test.sh: no test ran" >&2
+    exit 1
+fi
+if [ "$failed" -ne 0 ] || [ "$rc" -ne 0 ]; then
+    [ "$failed" -ne 0 ] || echo "test.sh: busted exited with status $rc" >&2
+    exit 1
+fi

@@ -1,0 +1,52 @@
+-- The fuzzers' seed corpus and every input that ever crashed a harness (fuzz/regressions/),
+-- replayed through the harnesses built with ASan and UBSan but without libFuzzer
+-- (fuzz/replay.sh): a bug the fuzzers found that comes back fails here. Needs a C compiler
+-- with the sanitizer runtimes (gcc or clang) and the OpenSSL and libuuid headers.
+local ROOT = debug.getinfo(1, "S").source:match("^@(.-)spec/fuzz_regressions_spec%.lua$") or ""
+ROOT = ROOT == "" and "." or ROOT:gsub("/$", "")
+
+local HARNESSES = {
+    record = "record_decode, and record_encode of what decodes",
+    time = "time_parse_iso and time_parse_gentime",
+    p12 = "p12_load, and p12_save of what loads",
+}
+
+local function quote(s)
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function read(path)
+    local f = io.open(path, "rb")
+    if not f then
+        return ""
+    end
+    local s = f:read("a")
+    f:close()
+    return s
+end
+
+describe("fuzz regressions", function()
+    local output, ok
+
+    setup(function()
+        local log = os.tmpname()
+        ok = os.execute(("sh %s/fuzz/replay.sh record time p12 >%s 2>&1"):format(quote(ROOT),
+            quote(log)))
+        output = read(log)
+        os.remove(log)
+    end)
+
+    for _, name in ipairs({ "record", "time", "p12" }) do
+        it(("%s: every corpus and regression input passes (%s)"):format(name, HARNESSES[name]),
+            function()
+                local n = output:match("replay_" .. name .. ": (%d+) inputs replayed")
+                assert(n and not output:find("replay: " .. name .. " FAILED", 1, true),
+                    "fuzz/replay.sh " .. name .. " failed:\n" .. output)
+                assert(tonumber(n) > 0, "no input replayed for " .. name)
+            end)
+    end
+
+    it("replay.sh exits 0", function()
+        assert(ok, "fuzz/replay.sh failed:\n" .. output)
+    end)
+end)

@@ -1,0 +1,176 @@
+-- Shared by the specs: temporary folders, running commands, reading files.
+--
+-- The specs run against an installed tree: APIKEY_TEST_PREFIX is its prefix (scripts/test.sh
+-- sets it, with LUA_PATH and LUA_CPATH pointing into it), and the command is run as
+-- `lua5.4 $APIKEY_TEST_PREFIX/bin/apikey ...`.
+local helpers = {}
+
+helpers.prefix = os.getenv("APIKEY_TEST_PREFIX")
+    or error("APIKEY_TEST_PREFIX is not set: run the specs with sh scripts/test.sh", 0)
+helpers.bin = helpers.prefix .. "/bin/apikey"
+
+-- A key as create prints it: UUID v4, lower case.
+helpers.UUID = "%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x"
+helpers.STORE_LINE = "Please store this key securely, as it will not be shown again."
+
+function helpers.quote(s)
+    return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+local function quote_all(list)
+    local out = {}
+    for i, s in ipairs(list) do
+        out[i] = helpers.quote(s)
+    end
+    return table.concat(out, " ")
+end
+
+function helpers.read_file(path)
+    local f = io.open(path, "rb")
+    if not f then
+        return nil
+    end
+    local data = f:read("a")
+    f:close()
+    return data
+end
+
+function helpers.write_file(path, data)
+    local f = assert(io.open(path, "wb"))
+    assert(f:write(data))
+    assert(f:close())
+end
+
+function helpers.exists(path)
+    return os.execute("test -e " .. helpers.quote(path)) == true
+end
+
+-- Runs a shell command line; returns its exit code (128 + n when killed by signal n).
+function helpers.sh(cmd)
+    local ok, how, n = os.execute(cmd)
+    if how == "signal" then
+        return 128 + n
+    end
+    return ok and 0 or n
+end
+
+-- The first line a shell command prints.
+function helpers.capture(cmd)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    return out
+end
+
+-- Permission bits in octal, e.g. "600".
+function helpers.mode(path)
+    return (helpers.capture("stat -c %a " .. helpers.quote(path)):gsub("%s+$", ""))
+end
+
+-- A new empty folder, removed when the test ends (pass busted's finally).
+function helpers.tmpdir(finally)
+    local dir = helpers.capture("mktemp -d /tmp/apikey-spec.XXXXXX"):gsub("%s+$", "")
+    assert(dir ~= "", "mktemp failed")
+    finally(function()
+        os.execute("chmod -R u+rwx " .. helpers.quote(dir) .. " 2>/dev/null; rm -rf " .. helpers.quote(dir))
+    end)
+    return dir
+end
+
+-- Runs argv (a list) with env changes (name = string sets, name = false unsets) and stdin
+-- (a string, or nothing: /dev/null). Returns stdout, stderr, exit code.
+-- APIKEY_KEYSTORE and APIKEY_KEYSTORE_PASSWORD are unset and TZ is UTC unless env says
+-- otherwise, so that the caller's environment never reaches a real keystore.
+function helpers.exec(argv, env, stdin)
+    local vars = { APIKEY_KEYSTORE = false, APIKEY_KEYSTORE_PASSWORD = false, TZ = "UTC" }
+    for k, v in pairs(env or {}) do
+        vars[k] = v
+    end
+    local names = {}
+    for k in pairs(vars) do
+        names[#names + 1] = k
+    end
+    table.sort(names)
+    local unset, set = {}, {}
+    for _, k in ipairs(names) do
+        local v = vars[k]
+        if v == false then
+            unset[#unset + 1] = "-u " .. k
+        else
+            set[#set + 1] = helpers.quote(k .. "=" .. v)
+        end
+    end
+    local parts = { "env", table.concat(unset, " "), table.concat(set, " ") }
+    local out, err = os.tmpname(), os.tmpname()
+    local input = "/dev/null"
+    if stdin then
+        input = os.tmpname()
+        helpers.write_file(input, stdin)
+    end
+    local cmd = ("%s %s <%s >%s 2>%s"):format(table.concat(parts, " "), quote_all(argv),
+        helpers.quote(input), helpers.quote(out), helpers.quote(err))
+    local code = helpers.sh(cmd)
+    local o, e = helpers.read_file(out), helpers.read_file(err)
+    os.remove(out)
+    os.remove(err)
+    if stdin then
+        os.remove(input)
+    end
+    return o, e, code
+end
+
+-- Runs the installed command: run({ "list", "--json" }, env, stdin).
+function helpers.run(args, env, stdin)
+    local argv = { "lua5.4", helpers.bin }
+    table.move(args, 1, #args, 3, argv)
+    return helpers.exec(argv, env, stdin)
+end
+
+-- Creates a key with the command and returns it (asserting success).
+function helpers.create(keystore, alias, extra, env)
+    local args = { "create", alias, "--keystore", keystore }
+    for _, a in ipairs(extra or {}) do
+        args[#args + 1] = a
+    end
+    local out, err, code = helpers.run(args, env)
+    assert(code == 0, ("create %s failed (%s): %s"):format(alias, tostring(code), err))
+    return assert(out:match("^API key created for alias '.-': (" .. helpers.UUID .. ") "), out)
+end
+
+-- Adds a key that expired an hour ago (the API refuses a past date, the core takes it).
+-- Returns the key.
+function helpers.create_expired(keystore, alias, password)
+    local core = require "apikey.core"
+    local ks = assert(core.open(keystore, password, 1000, 5000))
+    local now = os.time()
+    local key = assert(ks:create(alias, now - 7200, now - 3600))
+    ks:close()
+    return key, now - 3600
+end
+
+-- Unix seconds of "YYYY-MM-DDThh:mm:ssZ" (independent of the C core's parser).
+function helpers.utc_seconds(s)
+    local y, mo, d, h, mi, se = s:match("^(%d%d%d%d)%-(%d%d)%-(%d%d)T(%d%d):(%d%d):(%d%d)Z$")
+    assert(y, "not an ISO-8601 UTC time: " .. tostring(s))
+    y, mo = tonumber(y), tonumber(mo)
+    if mo <= 2 then
+        y = y - 1
+    end
+    local era = y // 400
+    local yoe = y - era * 400
+    local doy = (153 * (mo > 2 and mo - 3 or mo + 9) + 2) // 5 + tonumber(d) - 1
+    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    local days = era * 146097 + doe - 719468
+    return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)
+end
+
+-- Lines of a text, without their newlines.
+function helpers.lines(text)
+    local out = {}
+    for line in text:gmatch("([^\n]*)\n") do
+        out[#out + 1] = line
+    end
+    return out
+end
+
+return helpers

@@ -1,0 +1,324 @@
+-- examples/lighttpd/ in a real lighttpd: the mod_magnet script lets a request in with a valid
+-- key only, and follows `apikey create` and `apikey revoke` without a restart. The server runs
+-- as the current user on 127.0.0.1, on a free port; the keys are made with the installed
+-- command; the requests are made with curl.
+local SPEC_DIR = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+local h = dofile(SPEC_DIR .. "helpers.lua")
+
+local quote, capture = h.quote, h.capture
+
+local function trim(s)
+    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- lighttpd wants an absolute path to the script
+local EXAMPLE = trim(capture("cd " .. quote(SPEC_DIR .. "../examples/lighttpd") .. " && pwd")) .. "/"
+local BODY = "hello from behind apikey\n"
+local UNKNOWN_KEY = "0b6e6d2a-3f8e-4c55-9d7e-3b2f9b1c8a10"
+
+local function sleep(seconds)
+    assert(os.execute(("sleep %.2f"):format(seconds)))
+end
+
+local function now()
+    return require("apikey.core").clock()
+end
+
+-- Calls check() until it returns true or `seconds` pass; true and the time it took, or false.
+local function within(seconds, check)
+    local start = now()
+    repeat
+        if check() then
+            return true, now() - start
+        end
+        sleep(0.05)
+    until now() - start > seconds
+    return check() and true or false, now() - start
+end
+
+-- A process that has exited but was not reaped (a zombie: its parent shell is gone, and PID 1
+-- may not reap) counts as stopped.
+local function alive(pid)
+    local stat = h.read_file("/proc/" .. pid .. "/stat")
+    return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
+end
+
+local LIGHTTPD = trim(capture("command -v lighttpd || ls /usr/sbin/lighttpd 2>/dev/null"))
+
+-- A lighttpd with the example's config snippet and script; env: its environment.
+local Server = {}
+Server.__index = Server
+
+local function config(dir, port)
+    local snippet = assert(h.read_file(EXAMPLE .. "50-apikey.conf"))
+    -- the snippet names the script where README.md puts it; here it is in the source tree
+    local script = snippet:match('"(/[^"]*apikey%-auth%.lua)"')
+    assert(script, "50-apikey.conf names no apikey-auth.lua")
+    local pattern = script:gsub("%p", "%%%0")
+    local replacement = (EXAMPLE .. "apikey-auth.lua"):gsub("%%", "%%%%")
+    snippet = snippet:gsub(pattern, replacement)
+    return table.concat({
+        ('server.document-root = "%s/www"'):format(dir),
+        'server.bind = "127.0.0.1"',
+        ("server.port = %d"):format(port),
+        ('server.errorlog = "%s/error.log"'):format(dir),
+        'server.modules = ( "mod_accesslog", "mod_cgi" )',
+        ('accesslog.filename = "%s/access.log"'):format(dir),
+        'accesslog.format = "%s %u %{APIKEY_ERROR}e \\"%r\\""',
+        'cgi.assign = ( ".cgi" => "" )',
+        snippet,
+    }, "\n")
+end
+
+-- Starts lighttpd on a random free port (trying another when the port is taken) and waits
+-- until it listens.
+function Server.start(dir, env)
+    local unset, set = {}, {}
+    for k, v in pairs(env) do
+        if v then
+            set[#set + 1] = quote(k .. "=" .. v)
+        else
+            unset[#unset + 1] = "-u " .. k
+        end
+    end
+    local vars = table.concat(unset, " ") .. " " .. table.concat(set, " ")
+    local last
+    for _ = 1, 8 do
+        local port = math.random(20000, 60999)
+        h.write_file(dir .. "/lighttpd.conf", config(dir, port))
+        os.remove(dir .. "/error.log")
+        local pid = trim(capture(("env %s %s -D -f %s >%s 2>&1 </dev/null & echo $!"):format(
+            vars, quote(LIGHTTPD), quote(dir .. "/lighttpd.conf"),
+            quote(dir .. "/lighttpd.out"))))
+        assert(pid:match("^%d+$"), "could not start lighttpd: " .. pid)
+        local self = setmetatable({ pid = pid, port = port, dir = dir }, Server)
+        -- lighttpd logs "server started" once it listens, and exits when it cannot bind
+        local up = within(10, function()
+            local log = h.read_file(dir .. "/error.log") or ""
+            return not alive(pid) or log:find("server started", 1, true)
+        end)
+        if up and alive(pid) then
+            return self
+        end
+        self:stop()
+        last = (h.read_file(dir .. "/lighttpd.out") or "")
+            .. (h.read_file(dir .. "/error.log") or "")
+        if not last:find("in use", 1, true) then
+            break
+        end
+    end
+    error("lighttpd did not start:\n" .. tostring(last))
+end
+
+function Server:stop()
+    if alive(self.pid) then
+        os.execute("kill " .. self.pid)
+        if not within(5, function() return not alive(self.pid) end) then
+            os.execute("kill -9 " .. self.pid)
+        end
+    end
+end
+
+-- GET path with an Authorization header (none when nil): status, headers (lower-case names),
+-- body.
+function Server:get(path, authorization)
+    local cmd = ("curl -sS -i --max-time 5 %s %s"):format(
+        authorization and "-H " .. quote("Authorization: " .. authorization) or "",
+        quote(("http://127.0.0.1:%d%s"):format(self.port, path)))
+    local raw = capture(cmd .. " 2>&1")
+    local head, body = raw:match("^(.-)\r\n\r\n(.*)$")
+    assert(head, "no HTTP response: " .. raw)
+    local status = tonumber(head:match("^HTTP/%S+ (%d+)"))
+    local headers = {}
+    for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+        headers[name:lower()] = value
+    end
+    return status, headers, body
+end
+
+function Server:status_of(path, authorization)
+    return (self:get(path, authorization))
+end
+
+local function setup_site(dir)
+    assert(os.execute("mkdir " .. quote(dir .. "/www")))
+    h.write_file(dir .. "/www/hello.txt", BODY)
+    -- a CGI backend that shows the environment lighttpd gives it
+    h.write_file(dir .. "/www/env.cgi",
+        '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n"\nenv\n')
+    assert(os.execute("chmod 755 " .. quote(dir .. "/www/env.cgi")))
+end
+
+local function server_env(keystore)
+    -- the script finds apikey under APIKEY_PREFIX only, as on a server
+    return {
+        APIKEY_PREFIX = h.prefix,
+        APIKEY_KEYSTORE = keystore,
+        APIKEY_KEYSTORE_PASSWORD = false,
+        LUA_PATH = false,
+        LUA_CPATH = false,
+        LUA_PATH_5_4 = false,
+        LUA_CPATH_5_4 = false,
+    }
+end
+
+local function revoke(keystore, alias)
+    local _, err, code = h.run { "revoke", alias, "--keystore", keystore }
+    assert(code == 0, err)
+end
+
+if LIGHTTPD == "" then
+    describe("examples/lighttpd", function()
+        pending("lighttpd is not installed (apt-get install lighttpd lighttpd-modules-lua curl)")
+    end)
+    return
+end
+
+describe("examples/lighttpd", function()
+    local dir, keystore, server, key
+    local keys = {} -- every key made, to check that none reaches a log
+
+    local function create(alias, extra)
+        local k = h.create(keystore, alias, extra)
+        keys[#keys + 1] = k
+        return k
+    end
+
+    setup(function()
+        dir = trim(capture("mktemp -d /tmp/apikey-lighttpd.XXXXXX"))
+        keystore = dir .. "/keys.p12"
+        setup_site(dir)
+        key = create("ci-bot")
+        server = Server.start(dir, server_env(keystore))
+    end)
+
+    teardown(function()
+        if server then
+            server:stop()
+        end
+        os.execute("rm -rf " .. quote(dir))
+    end)
+
+    it("answers 401 with WWW-Authenticate: Bearer to a request without a key", function()
+        local status, headers, body = server:get("/hello.txt")
+        assert.equal(401, status)
+        assert.equal('Bearer realm="apikey"', headers["www-authenticate"])
+        assert.falsy(body:find(BODY, 1, true))
+        for _, auth in ipairs { "", "Basic dXNlcjpwYXNzd29yZA==", "Bearer", key } do
+            assert.equal(401, server:status_of("/hello.txt", auth), auth)
+        end
+    end)
+
+    it("answers 401 to an unknown key and to text that is not a key", function()
+        for _, token in ipairs { UNKNOWN_KEY, "secret", key .. "x" } do
+            local status, headers, body = server:get("/hello.txt", "Bearer " .. token)
+            assert.equal(401, status)
+            assert.equal('Bearer realm="apikey", error="invalid_token"',
+                headers["www-authenticate"])
+            assert.falsy(body:find(token, 1, true), "the 401 shows the key")
+        end
+    end)
+
+    it("serves the file to a valid key, the scheme in any case", function()
+        local status, _, body = server:get("/hello.txt", "Bearer " .. key)
+        assert.equal(200, status)
+        assert.equal(BODY, body)
+        assert.equal(200, server:status_of("/hello.txt", "bearer " .. key))
+    end)
+
+    it("hands the key's alias to the backend as REMOTE_USER, and not the key", function()
+        local status, _, body = server:get("/env.cgi", "Bearer " .. key)
+        assert.equal(200, status)
+        assert.truthy(body:find("\nREMOTE_USER=ci-bot\n", 1, true), body)
+        assert.truthy(body:find("\nAUTH_TYPE=Bearer\n", 1, true), body)
+        assert.falsy(body:find("HTTP_AUTHORIZATION", 1, true), body)
+        assert.falsy(body:find(key, 1, true), body)
+    end)
+
+    it("accepts a key made by `apikey create` while it runs, with no restart", function()
+        local pid = server.pid
+        local new = create("new-bot")
+        local ok, took = within(3, function()
+            return server:status_of("/hello.txt", "Bearer " .. new) == 200
+        end)
+        assert.is_true(ok, "the new key was still refused after 3 s")
+        assert.is_true(took < 2.5, ("took %.2f s"):format(took))
+        assert.equal(pid, server.pid)
+        assert.is_true(alive(pid))
+    end)
+
+    it("refuses a key once `apikey revoke` ran, with no restart", function()
+        local doomed = create("doomed-bot")
+        assert.is_true((within(3, function()
+            return server:status_of("/hello.txt", "Bearer " .. doomed) == 200
+        end)))
+        revoke(keystore, "doomed-bot")
+        local ok, took = within(3, function()
+            return server:status_of("/hello.txt", "Bearer " .. doomed) == 401
+        end)
+        assert.is_true(ok, "the revoked key was still let in after 3 s")
+        assert.is_true(took < 2.5, ("took %.2f s"):format(took))
+        assert.equal(200, server:status_of("/hello.txt", "Bearer " .. key))
+    end)
+
+    it("refuses a key once it has expired", function()
+        local brief = create("brief-bot", { "--expires-in", "5s" })
+        assert.is_true((within(3, function()
+            return server:status_of("/hello.txt", "Bearer " .. brief) == 200
+        end)), "the new key was refused before it expired")
+        local ok = within(8, function()
+            return server:status_of("/hello.txt", "Bearer " .. brief) == 401
+        end)
+        assert.is_true(ok, "the key was still let in 8 s after it was made to last 5 s")
+    end)
+
+    it("logs the alias and why a request was refused, and never a key", function()
+        server:get("/hello.txt", "Bearer " .. key)
+        server:get("/hello.txt", "Bearer " .. UNKNOWN_KEY)
+        server:get("/hello.txt")
+        -- lighttpd writes its access log in batches
+        local log
+        assert.is_true((within(5, function()
+            log = h.read_file(dir .. "/access.log") or ""
+            return log:find('200 ci-bot - "GET /hello.txt', 1, true)
+                and log:find('401 - unknown "GET', 1, true)
+                and log:find('401 - missing "GET', 1, true)
+        end)), log)
+        local errors = h.read_file(dir .. "/error.log") or ""
+        for _, k in ipairs(keys) do
+            assert.falsy(log:find(k, 1, true), "the access log shows a key")
+            assert.falsy(errors:find(k, 1, true), "the error log shows a key")
+        end
+    end)
+end)
+
+describe("examples/lighttpd with a keystore it cannot read", function()
+    it("answers 500 to every request, then recovers once the keystore is fixed", function()
+        local dir = trim(capture("mktemp -d /tmp/apikey-lighttpd.XXXXXX"))
+        local server
+        -- busted keeps one finally per test
+        finally(function()
+            if server then
+                server:stop()
+            end
+            os.execute("rm -rf " .. quote(dir))
+        end)
+        local keystore = dir .. "/keys.p12"
+        setup_site(dir)
+        h.write_file(keystore, "not a keystore")
+        assert(os.execute("chmod 600 " .. quote(keystore)))
+        server = Server.start(dir, server_env(keystore))
+
+        assert.equal(500, server:status_of("/hello.txt"))
+        assert.equal(500, server:status_of("/hello.txt", "Bearer " .. UNKNOWN_KEY))
+        local errors = h.read_file(dir .. "/error.log") or ""
+        assert.truthy(errors:find("cannot load the keystore", 1, true), errors)
+
+        os.remove(keystore)
+        local key = h.create(keystore, "ci-bot")
+        assert.is_true((within(3, function()
+            return server:status_of("/hello.txt", "Bearer " .. key) == 200
+        end)), "still failing 3 s after the keystore was fixed")
+        assert.equal(401, server:status_of("/hello.txt"))
+    end)
+end)

@@ -1,0 +1,380 @@
+-- The verifier for long-running processes: checks keys, follows the keystore file, keeps the
+-- last good keys when a reload fails, and allocates nothing per check.
+local core = require "apikey.core"
+local verifier = require "apikey.verifier"
+
+local function sh(cmd)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    return (out:gsub("%s+$", ""))
+end
+
+local function sleep(seconds)
+    assert(os.execute(("sleep %.3f"):format(seconds)))
+end
+
+local function read(path)
+    local f = assert(io.open(path, "rb"))
+    local data = f:read("a")
+    f:close()
+    return data
+end
+
+local function write(path, data)
+    local f = assert(io.open(path, "wb"))
+    f:write(data)
+    f:close()
+end
+
+-- Replaces path the way a careful tool does: a new file renamed over it.
+local function replace(path, data)
+    write(path .. ".new", data)
+    assert(os.rename(path .. ".new", path))
+end
+
+local UNKNOWN_KEY = "0b6e6d2a-3f8e-4c55-9d7e-3b2f9b1c8a10"
+
+describe("apikey.verifier", function()
+    local dir, path, writer
+
+    before_each(function()
+        dir = sh("mktemp -d /tmp/apikey-verifier-XXXXXX")
+        path = dir .. "/keys.p12"
+        writer = assert(core.open(path))
+    end)
+
+    after_each(function()
+        writer:close()
+        sh("rm -rf '" .. dir .. "'")
+    end)
+
+    local function create(alias, expires)
+        local key = assert(writer:create(alias, os.time(), expires))
+        return key
+    end
+
+    describe("new", function()
+        it("opens a missing keystore as an empty one, where every key is unknown", function()
+            local v = assert(verifier.new { path = path })
+            assert.same({ nil, "unknown" }, { v:verify(UNKNOWN_KEY) })
+            assert.equal(0, v:status().keys)
+        end)
+
+        it("loads the keys that are in the file", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path })
+            assert.equal("ci-bot", v:verify(key).alias)
+            assert.equal(1, v:status().keys)
+        end)
+
+        it("is what apikey.verifier gives", function()
+            assert.equal(verifier.new, require("apikey").verifier)
+        end)
+
+        it("returns nil, a message and 'corrupt' for a file that is not a keystore", function()
+            write(path, "not a keystore")
+            local v, msg, code = verifier.new { path = path }
+            assert.is_nil(v)
+            assert.equal("corrupt", code)
+            assert.truthy(msg:find(path, 1, true), msg)
+        end)
+
+        it("returns nil, a message and 'badpassword' for a wrong password", function()
+            local other = dir .. "/locked.p12"
+            local w = assert(core.open(other, "right password"))
+            assert(w:create("ci-bot", os.time()))
+            w:close()
+            local v, _, code = verifier.new { path = other, password = "wrong password" }
+            assert.is_nil(v)
+            assert.equal("badpassword", code)
+            v = assert(verifier.new { path = other, password = "right password" })
+            assert.equal(1, v:status().keys)
+        end)
+
+        it("raises on misuse", function()
+            assert.has_error(function() verifier.new() end)
+            assert.has_error(function() verifier.new { path = "" } end)
+            assert.has_error(function() verifier.new { path = path, password = 42 } end)
+            assert.has_error(function() verifier.new { path = path, interval = -1 } end)
+            assert.has_error(function() verifier.new { path = path, interval = "1" } end)
+            assert.has_error(function() verifier.new { path = path, interval = 0 / 0 } end)
+            assert.has_error(function() verifier.new { path = path, log = "stderr" } end)
+        end)
+    end)
+
+    describe("verify", function()
+        it("returns the entry of a valid key: alias, hint, created, expires", function()
+            local before = os.time()
+            local key = create("ci-bot", before + 3600)
+            local v = assert(verifier.new { path = path })
+            local e = v:verify(key)
+            assert.equal("ci-bot", e.alias)
+            assert.equal(key:sub(-4), e.hint)
+            assert.is_true(e.created >= before and e.created <= os.time())
+            assert.equal(before + 3600, e.expires)
+        end)
+
+        it("returns nil and 'unknown' for a key that is not in the keystore", function()
+            create("ci-bot")
+            local v = assert(verifier.new { path = path })
+            assert.same({ nil, "unknown" }, { v:verify(UNKNOWN_KEY) })
+        end)
+
+        it("returns nil and 'malformed' for text that is not a key", function()
+            local v = assert(verifier.new { path = path })
+            for _, text in ipairs { "", "secret", UNKNOWN_KEY .. "0", UNKNOWN_KEY:sub(2) } do
+                assert.same({ nil, "malformed" }, { v:verify(text) })
+            end
+        end)
+
+        it("returns nil and 'expired' for a key past its date", function()
+            local key = create("old-bot", os.time() - 10)
+            local v = assert(verifier.new { path = path })
+            assert.same({ nil, "expired" }, { v:verify(key) })
+        end)
+
+        it("gives the same entry table to every call", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path })
+            assert.equal(v:verify(key), v:verify(key))
+        end)
+
+        it("raises when the key is not a string", function()
+            local v = assert(verifier.new { path = path })
+            assert.has_error(function() v:verify(nil) end)
+            assert.has_error(function() v:verify({}) end)
+        end)
+    end)
+
+    describe("authenticate", function()
+        local key, v
+
+        before_each(function()
+            key = create("ci-bot")
+            v = assert(verifier.new { path = path })
+        end)
+
+        it("accepts 'Bearer <key>', the scheme in any case, blanks around and between", function()
+            for _, header in ipairs {
+                "Bearer " .. key,
+                "bearer " .. key,
+                "BEARER " .. key,
+                "Bearer     " .. key,
+                "  Bearer " .. key .. "  ",
+                "\tBearer\t" .. key .. "\t",
+            } do
+                local e, why = v:authenticate(header)
+                assert.equal("ci-bot", e and e.alias, ("%q: %s"):format(header, why))
+            end
+        end)
+
+        it("returns nil and 'missing' when there is no Bearer credential", function()
+            for _, header in ipairs {
+                "",
+                "   ",
+                "Bearer",
+                "Bearer   ",
+                "Bearer" .. key,
+                "Basic dXNlcjpwYXNzd29yZA==",
+                "Token " .. key,
+                key,
+                "Bearer " .. key .. " extra",
+                "Bearer\n" .. key,
+            } do
+                assert.same({ nil, "missing" }, { v:authenticate(header) }, ("%q"):format(header))
+            end
+            assert.same({ nil, "missing" }, { v:authenticate(nil) })
+        end)
+
+        it("returns the verdict of verify for a Bearer token that is not a valid key", function()
+            assert.same({ nil, "unknown" }, { v:authenticate("Bearer " .. UNKNOWN_KEY) })
+            assert.same({ nil, "malformed" }, { v:authenticate("Bearer secret") })
+        end)
+
+        it("takes time linear in the header's length", function()
+            local header = "Bearer" .. (" "):rep(200000) .. "a b" .. (" "):rep(200000) .. "c"
+            local t0 = os.clock()
+            assert.same({ nil, "missing" }, { v:authenticate(header) })
+            -- linear: about a millisecond; quadratic would take minutes
+            assert.is_true(os.clock() - t0 < 1)
+        end)
+
+        it("raises when the header is neither nil nor a string", function()
+            assert.has_error(function() v:authenticate(42) end)
+        end)
+    end)
+
+    describe("following the file", function()
+        it("does not look at the file again before the interval has passed", function()
+            local v = assert(verifier.new { path = path, interval = 3600 })
+            local key = create("ci-bot")
+            assert.same({ nil, "unknown" }, { v:verify(key) })
+            assert.is_true(v:refresh())
+            assert.equal("ci-bot", v:verify(key).alias)
+            assert.is_false(v:refresh())
+        end)
+
+        it("sees a created key and a revoked key once the interval has passed", function()
+            local old = create("old-bot")
+            local v = assert(verifier.new { path = path, interval = 0.2 })
+            local new = create("new-bot")
+            assert(writer:revoke("old-bot"))
+            sleep(0.3)
+            assert.equal("new-bot", v:verify(new).alias)
+            assert.same({ nil, "unknown" }, { v:verify(old) })
+            assert.equal(1, v:status().reloads)
+        end)
+
+        it("with interval 0, sees every change at the next call", function()
+            local v = assert(verifier.new { path = path, interval = 0 })
+            local key = create("ci-bot")
+            assert.equal("ci-bot", v:authenticate("Bearer " .. key).alias)
+            assert(writer:revoke("ci-bot"))
+            assert.same({ nil, "unknown" }, { v:authenticate("Bearer " .. key) })
+        end)
+
+        it("lets an alias be reused with a new key after a revoke", function()
+            local first = create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0 })
+            assert(writer:revoke("ci-bot"))
+            local second = create("ci-bot")
+            assert.same({ nil, "unknown" }, { v:verify(first) })
+            assert.equal("ci-bot", v:verify(second).alias)
+        end)
+
+        it("treats a deleted keystore as empty: every key is unknown, and no error", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0 })
+            assert.truthy(v:verify(key))
+            assert(os.remove(path))
+            assert.same({ nil, "unknown" }, { v:verify(key) })
+            assert.is_nil(v.last_error)
+        end)
+
+        it("picks up a keystore that appears after it opened", function()
+            local other = dir .. "/later.p12"
+            local v = assert(verifier.new { path = other, interval = 0 })
+            local w = assert(core.open(other))
+            local key = assert(w:create("ci-bot", os.time()))
+            w:close()
+            assert.equal("ci-bot", v:verify(key).alias)
+        end)
+
+        it("keeps the last good keys when a reload fails, reports why, and recovers", function()
+            local key = create("ci-bot")
+            local good = read(path)
+            local lines = {}
+            local v = assert(verifier.new {
+                path = path,
+                interval = 0,
+                log = function(line) lines[#lines + 1] = line end,
+            })
+            -- a half-copied file, written in place
+            write(path, good:sub(1, #good // 2))
+            assert.equal("ci-bot", v:verify(key).alias)
+            assert.equal("corrupt", v.last_error_code)
+            assert.truthy(v.last_error:find(path, 1, true), v.last_error)
+            local s = v:status()
+            assert.equal("corrupt", s.error_code)
+            assert.equal(v.last_error, s.error)
+            assert.equal(1, s.keys)
+            assert.is_number(s.failed_at)
+            local changed, _, code = v:refresh()
+            assert.is_nil(changed)
+            assert.equal("corrupt", code)
+
+            -- garbage, then a good file with one more key, each renamed over it
+            replace(path, ("\0"):rep(4096))
+            assert.equal("ci-bot", v:verify(key).alias)
+            write(dir .. "/next.p12", good)
+            assert(os.execute("chmod 600 '" .. dir .. "/next.p12'"))
+            local w = assert(core.open(dir .. "/next.p12"))
+            local new = assert(w:create("new-bot", os.time()))
+            w:close()
+            assert(os.rename(dir .. "/next.p12", path))
+            assert.equal("new-bot", v:verify(new).alias)
+            assert.equal("ci-bot", v:verify(key).alias)
+            assert.is_nil(v.last_error)
+            assert.is_nil(v.last_error_code)
+            assert.is_nil(v:status().error)
+
+            -- a line when it failed (again when the reason changed), one when it recovered
+            assert.truthy(lines[1]:find("cannot reload " .. path, 1, true), lines[1])
+            local last = lines[#lines]
+            assert.truthy(last:find("loaded " .. path .. ": 2 keys", 1, true), last)
+            for _, line in ipairs(lines) do
+                assert.falsy(line:find(key, 1, true))
+            end
+        end)
+
+        it("keeps the last good keys when the file becomes unreadable", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0 })
+            assert(os.remove(path))
+            assert(os.execute("mkdir '" .. path .. "'"))
+            assert.equal("ci-bot", v:verify(key).alias)
+            assert.equal("io", v.last_error_code)
+        end)
+    end)
+
+    describe("status", function()
+        it("tells the path, the number of keys, when they were loaded, and no error", function()
+            create("a")
+            create("b")
+            local before = os.time()
+            local v = assert(verifier.new { path = path, interval = 7 })
+            local s = v:status()
+            assert.equal(path, s.path)
+            assert.equal(2, s.keys)
+            assert.equal(0, s.reloads)
+            assert.is_true(s.loaded_at >= before and s.loaded_at <= os.time())
+            assert.is_nil(s.error)
+            assert.equal(7, v.interval)
+        end)
+    end)
+
+    describe("memory", function()
+        it("stays flat over 200,000 checks, reloads included", function()
+            local key = create("ci-bot")
+            local expired = create("old-bot", os.time() - 10)
+            local header = "Bearer " .. key
+            local v = assert(verifier.new { path = path, interval = 0 })
+            v:verify(key)
+            collectgarbage("collect")
+            collectgarbage("collect")
+            local before = collectgarbage("count")
+            for i = 1, 50000 do
+                assert(v:verify(key))
+                assert(not v:verify(UNKNOWN_KEY))
+                assert(not v:verify(expired))
+                assert(v:authenticate(header))
+                if i % 10000 == 0 then
+                    assert(writer:revoke("old-bot"))
+                    expired = create("old-bot", os.time() - 10)
+                end
+            end
+            collectgarbage("collect")
+            collectgarbage("collect")
+            local growth = collectgarbage("count") - before
+            assert.is_true(growth < 64, ("grew by %.1f KiB"):format(growth))
+        end)
+    end)
+
+    describe("close", function()
+        it("releases the keystore; a closed verifier raises; closing twice is safe", function()
+            local key = create("ci-bot")
+            do
+                local v <close> = assert(verifier.new { path = path })
+                assert.truthy(v:verify(key))
+                v:close()
+                assert.has_error(function() v:verify(key) end)
+            end
+        end)
+
+        it("shows its path", function()
+            local v = assert(verifier.new { path = path })
+            assert.equal("apikey verifier (" .. path .. ")", tostring(v))
+        end)
+    end)
+end)
