@@ -131,7 +131,7 @@ local ref = records("reference.txt")
 local http = records("http.txt")
 
 local function cli_mean(who, n, what)
-    local f = io.open(("%s/cli-%s-%d.json"):format(dir, who, n))
+    local f = io.open(n and ("%s/cli-%s-%d.json"):format(dir, who, n) or ("%s/cli-%s.json"):format(dir, who))
     if not f then
         return nil
     end
@@ -274,6 +274,16 @@ for _, what in ipairs { "list", "create", "verify" } do
             m and ("%s ± %s"):format(dur(m), dur(s)) or NA, dur(c),
             rm and ("%s ± %s"):format(dur(rm), dur(rs)) or NA, dur(rc) })
     end
+end
+say()
+
+say("Where the time of `apikey list` (10 keys) goes:")
+say()
+say(header { "process", "wall", "CPU" })
+for _, what in ipairs { "lua5.4 -e ''", "+ require argparse, dkjson",
+    "+ require apikey.cli (core, OpenSSL)", "apikey list (10 keys)" } do
+    local m, s, c = cli_mean("startup", nil, what)
+    say(row { "`" .. what .. "`", m and ("%s ± %s"):format(dur(m), dur(s)) or NA, dur(c) })
 end
 say()
 

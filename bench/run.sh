@@ -14,7 +14,7 @@
 #       lua-argparse lua-dkjson openjdk-17-jdk-headless hyperfine time lighttpd \
 #       lighttpd-modules-lua wrk curl cmake
 # Environment: BENCH_SECS (CPU seconds per verify measurement, default 2), BENCH_HTTP_SECS
-# (seconds per wrk run, default 3), BENCH_HTTP_ROUNDS (default 3), CC, CFLAGS.
+# (seconds per wrk run, default 3), BENCH_HTTP_ROUNDS (default 5), CC, CFLAGS.
 set -euo pipefail
 
 bench=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,7 +22,7 @@ root=$(dirname "$bench")
 results=$bench/results
 secs=${BENCH_SECS:-2}
 http_secs=${BENCH_HTTP_SECS:-3}
-http_rounds=${BENCH_HTTP_ROUNDS:-3}
+http_rounds=${BENCH_HTTP_ROUNDS:-5}
 sizes=(10 100 1000 100000)
 cli_sizes=(10 1000)
 ref_sizes=(10 100 1000)
@@ -170,6 +170,14 @@ cli() {
             cp "$f.json" "$results/$(basename "$f").json"
         done
     done
+    # Where the time of `apikey list` goes: the interpreter, the CLI's Lua libraries, the
+    # apikey modules with the core and OpenSSL, then the work.
+    hyperfine --style basic --warmup 3 --runs 30 --export-json "$work/cli-startup.json" \
+        -n "lua5.4 -e ''" "lua5.4 -e ''" \
+        -n "+ require argparse, dkjson" "lua5.4 -e 'require \"argparse\"; require \"dkjson\"'" \
+        -n "+ require apikey.cli (core, OpenSSL)" "lua5.4 -e 'require \"apikey.cli\"'" \
+        -n "apikey list (10 keys)" "$ak list --keystore $work/ks-10.p12" >&2
+    cp "$work/cli-startup.json" "$results/"
     sed -i "s|$work/||g" "$results"/cli-*.json
 }
 

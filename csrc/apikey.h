@@ -155,6 +155,7 @@ typedef struct {
     ino_t ino;
     off_t size;
     struct timespec mtime;
+    struct timespec ctime; /* changes with chmod/chown too: a permission fix is seen */
 } ak_stamp;
 
 /* Fills st for path; a missing file gives st->exists = 0 and returns 0. -1 with e on error. */
@@ -225,6 +226,11 @@ typedef struct {
     uint32_t *slots; /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
     size_t nslots;   /* power of two */
     ak_stamp stamp;  /* of the content loaded */
+    /* The last reload that failed, and why: the same file is not parsed again (with a password,
+     * each try costs a full key derivation) until it changes. */
+    int failed;
+    ak_stamp failed_stamp;
+    ak_err failed_err;
 } ak_keystore;
 
 /* Loads path (a missing file is an empty keystore; nothing is written until a change).

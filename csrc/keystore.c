@@ -174,8 +174,17 @@ int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e)
         return -1;
     if (storage_stamp_equal(&now, &ks->stamp))
         return 0;
-    if (snapshot_read(ks, &s, e) != 0 || snapshot_adopt(ks, &s, e) != 0)
+    if (ks->failed && storage_stamp_equal(&now, &ks->failed_stamp)) {
+        *e = ks->failed_err;
         return -1;
+    }
+    if (snapshot_read(ks, &s, e) != 0 || snapshot_adopt(ks, &s, e) != 0) {
+        ks->failed = 1;
+        ks->failed_stamp = now;
+        ks->failed_err = *e;
+        return -1;
+    }
+    ks->failed = 0;
     *changed = 1;
     return 0;
 }
@@ -216,8 +225,11 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
         goto out;
     if (find_alias(&s.entries, alias, alias_len) >= 0) {
         snapshot_free(&s);
-        ak_fail(e, AK_EEXISTS, "an API key with alias '%.*s' already exists", (int)alias_len,
-                alias);
+        ak_fail(e, AK_EEXISTS,
+                "an API key with alias '%.*s' already exists (aliases ignore case); revoke it "
+                "first or choose another alias",
+                (int)alias_len, alias);
+        fail_on(e, ks->path);
         goto out;
     }
     uuid_generate_random(raw);
@@ -260,6 +272,7 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err
     if (i < 0) {
         snapshot_free(&s);
         ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s'", (int)alias_len, alias);
+        fail_on(e, ks->path);
         goto out;
     }
     entries_remove(&s.entries, (size_t)i);

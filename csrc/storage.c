@@ -2,7 +2,7 @@
  * storage.c: the keystore file on disk. Writers are serialized by an flock on "PATH.lock"
  * beside the keystore; a write never touches PATH in place (temp file, fsync, rename, fsync of
  * the folder), so a reader sees the old file or the new one, whole. Reads refuse a keystore
- * that group or others could have rewritten. The stamp (device, inode, size, mtime) tells a
+ * that group or others could have rewritten. The stamp (device, inode, size, mtime, ctime) tells a
  * long-lived reader that the file was replaced.
  *
  * Plain libc calls on purpose: a test shim can interpose write/fsync/rename with LD_PRELOAD.
@@ -93,6 +93,7 @@ static void fill_stamp(ak_stamp *st, const struct stat *sb)
     st->ino = sb->st_ino;
     st->size = sb->st_size;
     st->mtime = sb->st_mtim;
+    st->ctime = sb->st_ctim;
 }
 
 int storage_stamp(const char *path, ak_stamp *st, ak_err *e)
@@ -115,7 +116,8 @@ int storage_stamp_equal(const ak_stamp *a, const ak_stamp *b)
     if (!a->exists)
         return 1;
     return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
-           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
+           a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec &&
+           a->ctime.tv_sec == b->ctime.tv_sec && a->ctime.tv_nsec == b->ctime.tv_nsec;
 }
 
 int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *st, ak_err *e)
@@ -133,9 +135,15 @@ int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *s
         fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
-        if (errno == ENOENT)
-            return 1;
-        return fail_errno(e, "read", path, errno);
+        if (errno != ENOENT)
+            return fail_errno(e, "read", path, errno);
+        /* A link to nothing is a mistake to report, not an empty keystore. */
+        if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode))
+            return ak_fail(e, AK_EIO,
+                           "%s is a symbolic link to a missing file; fix the link or choose the "
+                           "keystore file with --keystore",
+                           path);
+        return 1;
     }
     if (fstat(fd, &sb) != 0) {
         fail_errno(e, "check", path, errno);

@@ -15,6 +15,14 @@ export APIKEY_TEST_PREFIX="$stage"
 export LUA_PATH="$stage/share/lua/5.4/?.lua;$stage/share/lua/5.4/?/init.lua;;"
 export LUA_CPATH="$stage/lib/lua/5.4/?.so;;"
 
+# Every spec's temporary files go under one folder of this run, removed however the run ends
+# (a spec that fails midway cannot leave its files behind). Others may traverse it: some specs
+# run the command as another user.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/apikey-tests.XXXXXX")
+chmod 755 "$TMPDIR"
+export TMPDIR
+trap 'chmod -R u+rwx "$TMPDIR" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
+
 log=build/busted.log
 status=build/busted.status
 rm -f "$log" "$status"

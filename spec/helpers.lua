@@ -69,7 +69,7 @@ end
 
 -- A new empty folder, removed when the test ends (pass busted's finally).
 function helpers.tmpdir(finally)
-    local dir = helpers.capture("mktemp -d /tmp/apikey-spec.XXXXXX"):gsub("%s+$", "")
+    local dir = helpers.capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-spec.XXXXXX\""):gsub("%s+$", "")
     assert(dir ~= "", "mktemp failed")
     finally(function()
         os.execute("chmod -R u+rwx " .. helpers.quote(dir) .. " 2>/dev/null; rm -rf " .. helpers.quote(dir))

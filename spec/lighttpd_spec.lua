@@ -185,7 +185,7 @@ describe("examples/lighttpd", function()
     end
 
     setup(function()
-        dir = trim(capture("mktemp -d /tmp/apikey-lighttpd.XXXXXX"))
+        dir = trim(capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-lighttpd.XXXXXX\""))
         keystore = dir .. "/keys.p12"
         setup_site(dir)
         key = create("ci-bot")
@@ -294,7 +294,7 @@ end)
 
 describe("examples/lighttpd with a keystore it cannot read", function()
     it("answers 500 to every request, then recovers once the keystore is fixed", function()
-        local dir = trim(capture("mktemp -d /tmp/apikey-lighttpd.XXXXXX"))
+        local dir = trim(capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-lighttpd.XXXXXX\""))
         local server
         -- busted keeps one finally per test
         finally(function()

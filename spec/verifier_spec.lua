@@ -39,7 +39,7 @@ describe("apikey.verifier", function()
     local dir, path, writer
 
     before_each(function()
-        dir = sh("mktemp -d /tmp/apikey-verifier-XXXXXX")
+        dir = sh("mktemp -d \"${TMPDIR:-/tmp}/apikey-verifier-XXXXXX\"")
         path = dir .. "/keys.p12"
         writer = assert(core.open(path))
     end)

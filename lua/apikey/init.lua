@@ -48,8 +48,13 @@ end
 
 --- Text from a user made fit for one line of a message: control characters, bidirectional
 -- overrides and bytes that are not UTF-8 are escaped (\x1B, \u{202E}), and text longer than
--- any alias is cut with "...".
+-- any alias is cut with "...". Text shaped like a key is masked as `list` masks keys, so a key
+-- pasted in the wrong place is not echoed into a terminal's scrollback or a log.
+local H = "%x"
+local KEY_SHAPE = H:rep(8) .. "%-" .. H:rep(4) .. "%-" .. H:rep(4) .. "%-" .. H:rep(4) .. "%-"
+    .. H:rep(8) .. "(" .. H:rep(4) .. ")"
 function apikey.printable(s)
+    s = s:gsub(KEY_SHAPE, function(hint) return ("*"):rep(20) .. hint end)
     local out, used, i = {}, 0, 1
     while i <= #s do
         local b = s:byte(i)
