@@ -559,8 +559,8 @@ static long read_list(loader *ld, const unsigned char *der, size_t len, int ci, 
     switch (list_outline(der, len, &p, &end)) {
     case 0:
         while (p != end && ours >= 0) {
-            const unsigned char *bag = p, *val;
-            size_t vlen;
+            const unsigned char *bag = p, *val = NULL;
+            size_t vlen = 0;
             unsigned tag;
             int r;
             next_tlv(&p, end, 0, &tag, &val, &vlen); /* list_outline checked it */

@@ -37,6 +37,7 @@ build = {
       LIBDIR = "$(LIBDIR)",
       OPENSSL_ROOT_DIR = "$(OPENSSL_DIR)",
       APIKEY_INSTALL_SCRIPT = "OFF",
+      APIKEY_WERROR = "OFF",
    },
    install = {
       bin = { apikey = "bin/apikey" },
