@@ -64,6 +64,24 @@ int ak_fail_ssl(ak_err *e, ak_code code, const char *fmt, ...)
     ;
 const char *ak_code_name(ak_code code);
 
+/* ---- DER and UTF-8 primitives (der.c) ----------------------------------------------------------
+ */
+
+/*
+ * Splits the next TLV off [*p, end): *tag is its first identifier octet, [*val, *val + *vlen)
+ * its contents, and *p moves past it. Returns 0; -1 when malformed or running past end, and
+ * when strict also for what DER forbids (non-minimal lengths, indefinite lengths); 1 (not
+ * strict, constructed only) for an indefinite length (BER), the contents taken to run to end.
+ */
+int der_next(const unsigned char **p, const unsigned char *end, int strict, unsigned *tag,
+             const unsigned char **val, size_t *vlen);
+/* Octets of the DER length of n (1-5), and the header (tag, length) written at p. */
+size_t der_len_octets(size_t n);
+unsigned char *der_put_header(unsigned char *p, unsigned tag, size_t n);
+/* Length (1-4) of the valid UTF-8 character at s (at most n bytes), or 0 (overlong, a
+ * surrogate, beyond U+10FFFF, truncated); *cp gets the code point. */
+size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp);
+
 /* ---- one API key record (record.c) ------------------------------------------------------- */
 
 /* What is kept per key. The key text itself is never kept. */

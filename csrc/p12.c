@@ -143,128 +143,27 @@ static int oid_is(const unsigned char *val, size_t vlen, const oid_der *oid)
     return vlen == oid->n && memcmp(val, oid->p, vlen) == 0;
 }
 
-/*
- * Splits the next TLV off [*p, end): *tag is its identifier octet, [*val, *val + *vlen) its
- * contents, and *p moves past it. Returns 0; -1 when malformed or running past end, and
- * when strict also for lengths DER would have written shorter; 1 (not strict) for an
- * indefinite length (BER), with the contents taken to run to end.
- */
-static int next_tlv(const unsigned char **p, const unsigned char *end, int strict, unsigned *tag,
-                    const unsigned char **val, size_t *vlen)
-{
-    const unsigned char *q = *p;
-    size_t len;
-
-    if (end - q < 2)
-        return -1;
-    *tag = *q++;
-    if ((*tag & 0x1f) == 0x1f) /* high tag numbers: none in the structures we read */
-        return -1;
-    len = *q++;
-    if (len == 0x80) {
-        if (strict || !(*tag & 0x20))
-            return -1;
-        *val = q;
-        *vlen = (size_t)(end - q);
-        *p = end;
-        return 1;
-    }
-    if (len & 0x80) {
-        size_t n = len & 0x7f;
-        if (n > 4 || n > (size_t)(end - q) || (strict && *q == 0))
-            return -1;
-        for (len = 0; n > 0; n--)
-            len = (len << 8) | *q++;
-        if (strict && len < 0x80)
-            return -1;
-    }
-    if (len > (size_t)(end - q))
-        return -1;
-    *val = q;
-    *vlen = len;
-    *p = q + len;
-    return 0;
-}
-
 /* Strict DER: the next TLV must be there, definite, minimal, and carry tag. */
 static int expect(const unsigned char **p, const unsigned char *end, unsigned tag,
                   const unsigned char **val, size_t *vlen)
 {
     unsigned got;
-    return next_tlv(p, end, 1, &got, val, vlen) == 0 && got == tag ? 0 : -1;
-}
-
-static size_t len_octets(size_t n)
-{
-    return n < 0x80 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : n <= 0xffffff ? 4 : 5;
+    return der_next(p, end, 1, &got, val, vlen) == 0 && got == tag ? 0 : -1;
 }
 
 static size_t tlv_size(size_t n)
 {
-    return 1 + len_octets(n) + n;
-}
-
-static unsigned char *put_header(unsigned char *p, unsigned tag, size_t n)
-{
-    size_t k = len_octets(n) - 1;
-
-    *p++ = (unsigned char)tag;
-    if (k == 0) {
-        *p++ = (unsigned char)n;
-        return p;
-    }
-    *p++ = (unsigned char)(0x80 | k);
-    while (k-- > 0)
-        *p++ = (unsigned char)(n >> (8 * k));
-    return p;
+    return 1 + der_len_octets(n) + n;
 }
 
 static unsigned char *put_oid(unsigned char *p, const oid_der *oid)
 {
-    p = put_header(p, TAG_OID, oid->n);
+    p = der_put_header(p, TAG_OID, oid->n);
     memcpy(p, oid->p, oid->n);
     return p + oid->n;
 }
 
 /* ---- aliases: UTF-8 in memory, BMPString (UTF-16BE) in the friendlyName ------------------- */
-
-/* Length (1-4) of the valid UTF-8 character at s (at most n bytes), or 0; *cp its value. */
-static size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp)
-{
-    unsigned long c = s[0], min;
-    size_t k;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        k = 2;
-        c &= 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        k = 3;
-        c &= 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        k = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < k)
-        return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return k;
-}
 
 /* UTF-8 alias -> UTF-16BE into bmp (room for 2 * AK_ALIAS_MAX bytes). -1 if not a valid
  * alias: 1..AK_ALIAS_MAX bytes of UTF-8 without NUL. */
@@ -358,19 +257,19 @@ static int bag_is_ours(const unsigned char *p, const unsigned char *end, const o
     size_t vlen;
     unsigned tag;
 
-    if (next_tlv(&p, end, 0, &tag, &val, &vlen) != 0 || tag != TAG_OID)
+    if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != TAG_OID)
         return -1;
     if (!oid_is(val, vlen, &o->secret_bag))
         return 0;
-    if (next_tlv(&p, end, 0, &tag, &val, &vlen) < 0 || tag != TAG_EXPLICIT_0)
+    if (der_next(&p, end, 0, &tag, &val, &vlen) < 0 || tag != TAG_EXPLICIT_0)
         return -1;
     p = val;
     end = val + vlen;
-    if (next_tlv(&p, end, 0, &tag, &val, &vlen) < 0 || tag != TAG_SEQUENCE)
+    if (der_next(&p, end, 0, &tag, &val, &vlen) < 0 || tag != TAG_SEQUENCE)
         return -1;
     p = val;
     end = val + vlen;
-    if (next_tlv(&p, end, 0, &tag, &val, &vlen) != 0 || tag != TAG_OID)
+    if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != TAG_OID)
         return -1;
     return oid_is(val, vlen, &o->record);
 }
@@ -504,7 +403,7 @@ static long read_list_ber(loader *ld, const unsigned char *der, size_t len, int 
         unsigned tag;
         int n = i2d_PKCS12_SAFEBAG(sk_PKCS12_SAFEBAG_value(bags, i), &bag), r;
         q = bag;
-        if (n <= 0 || next_tlv(&q, bag + n, 0, &tag, &val, &vlen) != 0) {
+        if (n <= 0 || der_next(&q, bag + n, 0, &tag, &val, &vlen) != 0) {
             ERR_clear_error();
             ours = ak_fail(e, AK_ECORRUPT, "bag %d of content %d is malformed", i + 1, ci);
         } else {
@@ -526,7 +425,7 @@ static int list_outline(const unsigned char *der, size_t len, const unsigned cha
     const unsigned char *p = der, *end = der + len, *val;
     size_t vlen;
     unsigned tag;
-    int r = next_tlv(&p, end, 0, &tag, &val, &vlen);
+    int r = der_next(&p, end, 0, &tag, &val, &vlen);
 
     if (r < 0 || tag != TAG_SEQUENCE || (r == 0 && p != end))
         return -1;
@@ -535,7 +434,7 @@ static int list_outline(const unsigned char *der, size_t len, const unsigned cha
     *first = p = val;
     *last = end = val + vlen;
     while (p != end) {
-        r = next_tlv(&p, end, 0, &tag, &val, &vlen);
+        r = der_next(&p, end, 0, &tag, &val, &vlen);
         if (r < 0 || tag != TAG_SEQUENCE)
             return -1;
         if (r == 1)
@@ -563,7 +462,7 @@ static long read_list(loader *ld, const unsigned char *der, size_t len, int ci, 
             size_t vlen = 0;
             unsigned tag;
             int r;
-            next_tlv(&p, end, 0, &tag, &val, &vlen); /* list_outline checked it */
+            der_next(&p, end, 0, &tag, &val, &vlen); /* list_outline checked it */
             r = read_bag(ld, bag, (size_t)(p - bag), val, val + vlen, ci, ++n, e);
             ours = r < 0 ? -1 : ours + r;
         }
@@ -589,7 +488,7 @@ static int looks_like_list(const unsigned char *der, size_t len)
     const unsigned char *p = der, *val;
     size_t vlen;
     unsigned tag;
-    int r = next_tlv(&p, der + len, 0, &tag, &val, &vlen);
+    int r = der_next(&p, der + len, 0, &tag, &val, &vlen);
 
     return r >= 0 && tag == TAG_SEQUENCE && (r == 1 || p == der + len);
 }
@@ -832,20 +731,20 @@ static size_t put_our_bag(unsigned char *p, const oids *o, const unsigned char *
     size_t bag = tlv_size(o->secret_bag.n) + tlv_size(bag_value) + tlv_size(attrs);
 
     if (p != NULL) {
-        p = put_header(p, TAG_SEQUENCE, bag);
+        p = der_put_header(p, TAG_SEQUENCE, bag);
         p = put_oid(p, &o->secret_bag);
-        p = put_header(p, TAG_EXPLICIT_0, bag_value);
-        p = put_header(p, TAG_SEQUENCE, secret);
+        p = der_put_header(p, TAG_EXPLICIT_0, bag_value);
+        p = der_put_header(p, TAG_SEQUENCE, secret);
         p = put_oid(p, &o->record);
-        p = put_header(p, TAG_EXPLICIT_0, value);
-        p = put_header(p, TAG_OCTET_STRING, reclen);
+        p = der_put_header(p, TAG_EXPLICIT_0, value);
+        p = der_put_header(p, TAG_OCTET_STRING, reclen);
         memcpy(p, rec, reclen);
         p += reclen;
-        p = put_header(p, TAG_SET, attrs);
-        p = put_header(p, TAG_SEQUENCE, attr);
+        p = der_put_header(p, TAG_SET, attrs);
+        p = der_put_header(p, TAG_SEQUENCE, attr);
         p = put_oid(p, &o->friendly_name);
-        p = put_header(p, TAG_SET, values);
-        p = put_header(p, TAG_BMP_STRING, bmplen);
+        p = der_put_header(p, TAG_SET, values);
+        p = der_put_header(p, TAG_BMP_STRING, bmplen);
         memcpy(p, bmp, bmplen);
     }
     return tlv_size(bag);
@@ -891,7 +790,7 @@ static int write_list(const ak_entries *in, const ak_foreign *f, const oids *o, 
     }
     body = b->len - LIST_HDR_MAX;
     hdr = tlv_size(body) - body;
-    put_header(b->p + LIST_HDR_MAX - hdr, TAG_SEQUENCE, body);
+    der_put_header(b->p + LIST_HDR_MAX - hdr, TAG_SEQUENCE, body);
     *list = b->p + LIST_HDR_MAX - hdr;
     *listlen = hdr + body;
     return 0;

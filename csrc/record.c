@@ -20,91 +20,6 @@ enum {
     TAG_SEQUENCE = 0x30,
 };
 
-/*
- * Splits the next TLV off [*p, end): *tag is its first identifier octet, [*val, *val + *vlen)
- * its contents, and *p moves past it. Refuses what DER forbids (non-minimal tag numbers and
- * lengths, indefinite lengths) and anything that would run past end. 0, or -1.
- */
-static int next_tlv(const unsigned char **p, const unsigned char *end, unsigned *tag,
-                    const unsigned char **val, size_t *vlen)
-{
-    const unsigned char *q = *p;
-    size_t len;
-
-    if (q == end)
-        return -1;
-    *tag = *q++;
-    if ((*tag & 0x1f) == 0x1f) { /* high tag number: base-128, more octets while bit 8 set */
-        const unsigned char *first = q;
-        if (q == end || *q == 0x80)
-            return -1;
-        while (q != end && (*q & 0x80))
-            q++;
-        if (q == end)
-            return -1;
-        if (q == first && *q < 0x1f) /* a number that fits in the first octet */
-            return -1;
-        q++;
-    }
-    if (q == end)
-        return -1;
-    len = *q++;
-    if (len & 0x80) {
-        size_t n = len & 0x7f;
-        if (n == 0 || n > 4 || n > (size_t)(end - q) || *q == 0)
-            return -1;
-        for (len = 0; n > 0; n--)
-            len = (len << 8) | *q++;
-        if (len < 0x80)
-            return -1;
-    }
-    if (len > (size_t)(end - q))
-        return -1;
-    *val = q;
-    *vlen = len;
-    *p = q + len;
-    return 0;
-}
-
-/* Length (1-4) of the UTF-8 character at s, of at most n bytes, or 0 if it is not valid
- * (overlong, a surrogate, beyond U+10FFFF, truncated). *cp gets the code point. */
-static size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp)
-{
-    unsigned long c = s[0], min;
-    size_t k;
-
-    if (c < 0x80) {
-        *cp = c;
-        return 1;
-    }
-    if (c >= 0xc2 && c <= 0xdf) {
-        k = 2;
-        c &= 0x1f;
-        min = 0x80;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        k = 3;
-        c &= 0x0f;
-        min = 0x800;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        k = 4;
-        c &= 0x07;
-        min = 0x10000;
-    } else {
-        return 0;
-    }
-    if (n < k)
-        return 0;
-    for (size_t i = 1; i < k; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        c = (c << 6) | (s[i] & 0x3f);
-    }
-    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-        return 0;
-    *cp = c;
-    return k;
-}
-
 /* A hint is AK_HINT_LEN bytes of printable text: valid UTF-8 without control characters. */
 static int hint_valid(const unsigned char *s, size_t n)
 {
@@ -181,35 +96,36 @@ int record_decode(const unsigned char *der, size_t len, ak_record *r)
     unsigned tag;
     ak_record rec;
 
-    if (der == NULL || next_tlv(&p, der + len, &tag, &val, &vlen) != 0 || tag != TAG_SEQUENCE ||
+    if (der == NULL || der_next(&p, der + len, 1, &tag, &val, &vlen) != 0 || tag != TAG_SEQUENCE ||
         p != der + len)
         return -1;
     p = val;
     end = val + vlen;
 
-    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_INTEGER || vlen != 1 ||
+    if (der_next(&p, end, 1, &tag, &val, &vlen) != 0 || tag != TAG_INTEGER || vlen != 1 ||
         val[0] != RECORD_VERSION)
         return -1;
-    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_OCTET_STRING || vlen != AK_HASH_LEN)
+    if (der_next(&p, end, 1, &tag, &val, &vlen) != 0 || tag != TAG_OCTET_STRING ||
+        vlen != AK_HASH_LEN)
         return -1;
     memcpy(rec.hash, val, AK_HASH_LEN);
-    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_UTF8_STRING ||
+    if (der_next(&p, end, 1, &tag, &val, &vlen) != 0 || tag != TAG_UTF8_STRING ||
         !hint_valid(val, vlen))
         return -1;
     memcpy(rec.hint, val, AK_HINT_LEN);
     rec.hint[AK_HINT_LEN] = '\0';
-    if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || tag != TAG_GENERALIZED_TIME ||
+    if (der_next(&p, end, 1, &tag, &val, &vlen) != 0 || tag != TAG_GENERALIZED_TIME ||
         vlen != GENTIME_LEN || time_parse_gentime((const char *)val, vlen, &rec.created) != 0)
         return -1;
     rec.expires = AK_NO_EXPIRY;
     if (p != end && *p == TAG_GENERALIZED_TIME) {
-        if (next_tlv(&p, end, &tag, &val, &vlen) != 0 || vlen != GENTIME_LEN ||
+        if (der_next(&p, end, 1, &tag, &val, &vlen) != 0 || vlen != GENTIME_LEN ||
             time_parse_gentime((const char *)val, vlen, &rec.expires) != 0)
             return -1;
     }
     /* Fields a later version appended: skipped, but they must still be well-formed. */
     while (p != end) {
-        if (next_tlv(&p, end, &tag, &val, &vlen) != 0)
+        if (der_next(&p, end, 1, &tag, &val, &vlen) != 0)
             return -1;
     }
     *r = rec;
