@@ -28,6 +28,17 @@ local function fails(code, pattern, ok, msg, got)
     end
 end
 
+-- A test for each value of the create option that create refuses: 'invalid', naming the
+-- value as an invalid WHAT.
+local function invalid_each(what, option, values)
+    for _, bad in ipairs(values) do
+        it("returns 'invalid' for the " .. what .. " '" .. bad .. "'", function()
+            local ks = keystore(finally)
+            fails("invalid", "invalid " .. what .. " '" .. bad .. "'", ks:create("k", { [option] = bad }))
+        end)
+    end
+end
+
 describe("apikey.open", function()
     it("opens a missing file as an empty keystore and writes nothing", function()
         local ks, path = keystore(finally)
@@ -165,13 +176,9 @@ describe("ks:create", function()
         assert.equal(("é"):rep(64), select(2, assert(ks:create(("é"):rep(64)))).alias)
     end)
 
-    for _, bad in ipairs { "2099-02-29T00:00:00", "2099-12-31", "2099-12-31T23:59", "2099-12-31T23:59:60",
-        "2099-12-31T24:00:00", "2099-12-31T23:59:59+24:00", "2099-12-31T23:59:59.5", "31/12/2099", "" } do
-        it("returns 'invalid' for the date '" .. bad .. "'", function()
-            local ks = keystore(finally)
-            fails("invalid", "invalid date '" .. bad .. "'", ks:create("k", { expires = bad }))
-        end)
-    end
+    invalid_each("date", "expires", { "2099-02-29T00:00:00", "2099-12-31", "2099-12-31T23:59",
+        "2099-12-31T23:59:60", "2099-12-31T24:00:00", "2099-12-31T23:59:59+24:00", "2099-12-31T23:59:59.5",
+        "31/12/2099", "" })
 
     it("returns 'invalid' for a date in the past, naming the date and saying it is past", function()
         local ks, path = keystore(finally)
@@ -188,12 +195,8 @@ describe("ks:create", function()
         assert(ks:create("k", { expires = 253402300799 }))
     end)
 
-    for _, bad in ipairs { "0s", "0d", "000w", "90", "d", "-1d", "+1d", "1.5d", "1e3s", "90 d", " 90d", "90D", "90y", "" } do
-        it("returns 'invalid' for the duration '" .. bad .. "'", function()
-            local ks = keystore(finally)
-            fails("invalid", "invalid duration '" .. bad .. "'", ks:create("k", { expires_in = bad }))
-        end)
-    end
+    invalid_each("duration", "expires_in",
+        { "0s", "0d", "000w", "90", "d", "-1d", "+1d", "1.5d", "1e3s", "90 d", " 90d", "90D", "90y", "" })
 
     it("returns 'locked' when another writer holds the lock past lock_timeout, and writes nothing", function()
         local ks, path = keystore(finally, { lock_timeout = 0.2 })

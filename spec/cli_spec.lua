@@ -10,6 +10,30 @@ local function keystore(finally)
     return h.tmpdir(finally) .. "/keys.p12"
 end
 
+-- The test that `apikey COMMAND` without its alias is a usage error.
+local function needs_an_alias(command)
+    it("needs an alias: a usage error", function()
+        local ks = keystore(finally)
+        local out, err, code = run { command, "--keystore", ks }
+        assert.same({ "", 2 }, { out, code })
+        assert.equal("apikey: missing argument 'alias' (see 'apikey --help')\n", err)
+    end)
+end
+
+-- A test for each value of option that create refuses with message (its %s: the value),
+-- writing nothing.
+local function refuses_each(what, option, values, message)
+    for _, bad in ipairs(values) do
+        it("refuses the " .. what .. " '" .. bad .. "' and writes nothing", function()
+            local ks = keystore(finally)
+            local out, err, code = run { "create", "k", "--keystore", ks, option .. "=" .. bad }
+            assert.same({ "", 1 }, { out, code })
+            assert.equal(message:format(bad), err)
+            assert.is_false(h.exists(ks))
+        end)
+    end
+end
+
 local function created_line(alias, key, expiry)
     return ("API key created for alias '%s': %s (%s)\n%s\n"):format(alias, key, expiry, h.STORE_LINE)
 end
@@ -67,16 +91,9 @@ describe("apikey create", function()
         end)
     end
 
-    for _, bad in ipairs { "0d", "0", "90", "d", "-1d", "1.5d", "90 d", "90x", "", "99999999999999d" } do
-        it("refuses the duration '" .. bad .. "' and writes nothing", function()
-            local ks = keystore(finally)
-            local out, err, code = run { "create", "k", "--keystore", ks, "--expires-in=" .. bad }
-            assert.same({ "", 1 }, { out, code })
-            assert.equal(("apikey: invalid duration '%s': use a whole number above 0 followed by s, m, h, d or w, e.g. 90d\n")
-                :format(bad), err)
-            assert.is_false(h.exists(ks))
-        end)
-    end
+    refuses_each("duration", "--expires-in",
+        { "0d", "0", "90", "d", "-1d", "1.5d", "90 d", "90x", "", "99999999999999d" },
+        "apikey: invalid duration '%s': use a whole number above 0 followed by s, m, h, d or w, e.g. 90d\n")
 
     it("refuses a duration that ends after the year 9999", function()
         local ks = keystore(finally)
@@ -85,19 +102,10 @@ describe("apikey create", function()
         assert.equal("apikey: the duration '999999w' ends after the year 9999; give a shorter one\n", err)
     end)
 
-    for _, bad in ipairs {
+    refuses_each("malformed date", "--expires-on", {
         "2027-02-30T00:00:00", "2027-01-01", "2027-01-01 00:00:00", "2027-01-01T24:00:00",
         "2027-13-01T00:00:00", "2027-01-01T00:00:00+25:00", "tomorrow", "",
-    } do
-        it("refuses the malformed date '" .. bad .. "' and writes nothing", function()
-            local ks = keystore(finally)
-            local out, err, code = run { "create", "k", "--keystore", ks, "--expires-on=" .. bad }
-            assert.same({ "", 1 }, { out, code })
-            assert.equal(("apikey: invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00\n")
-                :format(bad), err)
-            assert.is_false(h.exists(ks))
-        end)
-    end
+    }, "apikey: invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00\n")
 
     it("shows at most 160 bytes of a long malformed date, in one line", function()
         local ks = keystore(finally)
@@ -165,12 +173,7 @@ describe("apikey create", function()
         assert.matches("\n" .. utf .. " %*+%x%x%x%x %(No expiration%)\n$", out)
     end)
 
-    it("needs an alias: a usage error", function()
-        local ks = keystore(finally)
-        local out, err, code = run { "create", "--keystore", ks }
-        assert.same({ "", 2 }, { out, code })
-        assert.equal("apikey: missing argument 'alias' (see 'apikey --help')\n", err)
-    end)
+    needs_an_alias("create")
 end)
 
 describe("apikey list", function()
@@ -308,12 +311,7 @@ describe("apikey revoke", function()
         assert.same({ "mcp-openai\n", "", 0 }, { run { "verify", new, "--keystore", ks } })
     end)
 
-    it("needs an alias: a usage error", function()
-        local ks = keystore(finally)
-        local out, err, code = run { "revoke", "--keystore", ks }
-        assert.same({ "", 2 }, { out, code })
-        assert.equal("apikey: missing argument 'alias' (see 'apikey --help')\n", err)
-    end)
+    needs_an_alias("revoke")
 end)
 
 describe("apikey verify", function()
@@ -324,23 +322,19 @@ describe("apikey verify", function()
         assert.same({ "mcp-openai\n", "", 0 }, { run { "verify", key, "--keystore", ks } })
     end)
 
-    it("reads the key from standard input when no key is given", function()
-        local ks = keystore(finally)
-        local key = create(ks, "mcp-openai")
-        assert.same({ "mcp-openai\n", "", 0 }, { run({ "verify", "--keystore", ks }, nil, key .. "\n") })
-    end)
+    -- The test that `verify [WORD] --keystore KS` takes a key given on stdin, followed by tail.
+    local function reads_stdin(name, word, tail)
+        it(name, function()
+            local ks = keystore(finally)
+            local key = create(ks, "mcp-openai")
+            local args = word and { "verify", word, "--keystore", ks } or { "verify", "--keystore", ks }
+            assert.same({ "mcp-openai\n", "", 0 }, { run(args, nil, key .. tail) })
+        end)
+    end
 
-    it("reads the key from standard input when the key is '-'", function()
-        local ks = keystore(finally)
-        local key = create(ks, "mcp-openai")
-        assert.same({ "mcp-openai\n", "", 0 }, { run({ "verify", "-", "--keystore", ks }, nil, key .. "\r\n") })
-    end)
-
-    it("reads only the first line of standard input", function()
-        local ks = keystore(finally)
-        local key = create(ks, "mcp-openai")
-        assert.same({ "mcp-openai\n", "", 0 }, { run({ "verify", "--keystore", ks }, nil, key .. "\nsomething else\n") })
-    end)
+    reads_stdin("reads the key from standard input when no key is given", nil, "\n")
+    reads_stdin("reads the key from standard input when the key is '-'", "-", "\r\n")
+    reads_stdin("reads only the first line of standard input", nil, "\nsomething else\n")
 
     it("accepts the key in upper case", function()
         local ks = keystore(finally)

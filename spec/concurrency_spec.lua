@@ -24,17 +24,24 @@ describe("concurrent apikey commands on one keystore", function()
             reader, rel.quote(dir .. "/reader.log"), rel.quote(pidfile))) == 0)
     end)
 
-    teardown(function()
-        -- The reader stops at the stop file; if it is still there, end it by its id.
+    -- Tells the reader to stop (the stop file) and waits up to tries times 50 ms for its
+    -- result; returns the result, or nil if it has not come.
+    local function stop_reader(tries)
         rel.write(stopfile, "")
-        local pid = (rel.read(pidfile) or ""):match("%d+")
-        for _ = 1, 100 do
+        for _ = 1, tries do
             if rel.read(result) then
                 break
             end
             rel.sleep(0.05)
         end
-        if pid and not rel.read(result) then
+        return rel.read(result)
+    end
+
+    teardown(function()
+        -- The reader stops at the stop file; if it is still there, end it by its id.
+        local done = stop_reader(100)
+        local pid = (rel.read(pidfile) or ""):match("%d+")
+        if pid and not done then
             os.execute("kill " .. pid .. " 2>/dev/null")
         end
         rel.remove(dir)
@@ -195,14 +202,7 @@ describe("concurrent apikey commands on one keystore", function()
 
     it("a reader verifying in a loop all the while never failed to load the file and never "
         .. "saw a key that was not created or was revoked", function()
-        rel.write(stopfile, "")
-        for _ = 1, 600 do
-            if rel.read(result) then
-                break
-            end
-            rel.sleep(0.05)
-        end
-        local text = rel.read(result)
+        local text = stop_reader(600)
         assert.is_truthy(text, "the reader did not finish: "
             .. (rel.read(dir .. "/reader.log") or ""))
         local stats = text:match("^[^\n]*")

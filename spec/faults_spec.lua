@@ -29,10 +29,7 @@ describe("injected faults", function()
     local dir, ks, keys, before
 
     before_each(function()
-        dir = rel.tmpdir()
-        ks = dir .. "/keys.p12"
-        keys = rel.populate(ks, 3, "key-")
-        before = rel.read(ks)
+        dir, ks, keys, before = rel.keystore_dir(3)
     end)
 
     after_each(function()

@@ -17,7 +17,8 @@ function helpers.quote(s)
     return "'" .. s:gsub("'", "'\\''") .. "'"
 end
 
-local function quote_all(list)
+-- The words of a list, each quoted, with blanks between.
+function helpers.quote_all(list)
     local out = {}
     for i, s in ipairs(list) do
         out[i] = helpers.quote(s)
@@ -67,49 +68,76 @@ function helpers.mode(path)
     return (helpers.capture("stat -c %a " .. helpers.quote(path)):gsub("%s+$", ""))
 end
 
--- A new empty folder, removed when the test ends (pass busted's finally).
+-- Removes a folder and all in it, whatever its modes.
+function helpers.remove(dir)
+    local q = helpers.quote(dir)
+    os.execute("chmod -R u+rwx " .. q .. " 2>/dev/null; rm -rf " .. q)
+end
+
+-- A new empty folder, removed when the test ends (pass busted's finally, or nil and remove
+-- it with helpers.remove).
 function helpers.tmpdir(finally)
     local dir = helpers.capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-spec.XXXXXX\""):gsub("%s+$", "")
     assert(dir ~= "", "mktemp failed")
-    finally(function()
-        os.execute("chmod -R u+rwx " .. helpers.quote(dir) .. " 2>/dev/null; rm -rf " .. helpers.quote(dir))
-    end)
+    if finally then
+        finally(function()
+            helpers.remove(dir)
+        end)
+    end
     return dir
 end
 
--- Runs argv (a list) with env changes (name = string sets, name = false unsets) and stdin
--- (a string, or nothing: /dev/null). Returns stdout, stderr, exit code.
--- APIKEY_KEYSTORE and APIKEY_KEYSTORE_PASSWORD are unset and TZ is UTC unless env says
--- otherwise, so that the caller's environment never reaches a real keystore.
-function helpers.exec(argv, env, stdin)
-    local vars = { APIKEY_KEYSTORE = false, APIKEY_KEYSTORE_PASSWORD = false, TZ = "UTC" }
-    for k, v in pairs(env or {}) do
+-- What a command's environment is unless told otherwise: APIKEY_KEYSTORE and
+-- APIKEY_KEYSTORE_PASSWORD unset, so that the caller's environment never reaches a real
+-- keystore, and TZ=UTC.
+local DEFAULT_ENV = { APIKEY_KEYSTORE = false, APIKEY_KEYSTORE_PASSWORD = false, TZ = "UTC" }
+
+-- The env(1) words for DEFAULT_ENV changed by each table given, in turn (name = string sets,
+-- name = false unsets; a nil is skipped).
+function helpers.env_words(...)
+    local vars = {}
+    for k, v in pairs(DEFAULT_ENV) do
         vars[k] = v
+    end
+    for i = 1, select("#", ...) do
+        for k, v in pairs(select(i, ...) or {}) do
+            vars[k] = v
+        end
     end
     local names = {}
     for k in pairs(vars) do
         names[#names + 1] = k
     end
     table.sort(names)
-    local unset, set = {}, {}
+    -- env(1) takes its -u options before the assignments.
+    local unset, set = { "env" }, {}
     for _, k in ipairs(names) do
-        local v = vars[k]
-        if v == false then
+        if vars[k] == false then
             unset[#unset + 1] = "-u " .. k
         else
-            set[#set + 1] = helpers.quote(k .. "=" .. v)
+            set[#set + 1] = helpers.quote(k .. "=" .. vars[k])
         end
     end
-    local parts = { "env", table.concat(unset, " "), table.concat(set, " ") }
-    local out, err = os.tmpname(), os.tmpname()
-    local input = "/dev/null"
-    if stdin then
-        input = os.tmpname()
-        helpers.write_file(input, stdin)
+    return table.concat(unset, " ") .. " " .. table.concat(set, " ")
+end
+
+-- Runs a shell command line with stdin (a string, or nothing: /dev/null), its output going
+-- through files: "in", "out" and "err" in dir, or temporary files when dir is nil. Returns
+-- stdout, stderr (nil where a file is missing), exit code.
+function helpers.sh_files(cmd, stdin, dir)
+    local out, err, input
+    if dir then
+        out, err, input = dir .. "/out", dir .. "/err", dir .. "/in"
+    else
+        out, err, input = os.tmpname(), os.tmpname(), stdin and os.tmpname()
     end
-    local cmd = ("%s %s <%s >%s 2>%s"):format(table.concat(parts, " "), quote_all(argv),
-        helpers.quote(input), helpers.quote(out), helpers.quote(err))
-    local code = helpers.sh(cmd)
+    if stdin then
+        helpers.write_file(input, stdin)
+    else
+        input = "/dev/null"
+    end
+    local code = helpers.sh(("%s <%s >%s 2>%s"):format(cmd, helpers.quote(input),
+        helpers.quote(out), helpers.quote(err)))
     local o, e = helpers.read_file(out), helpers.read_file(err)
     os.remove(out)
     os.remove(err)
@@ -117,6 +145,12 @@ function helpers.exec(argv, env, stdin)
         os.remove(input)
     end
     return o, e, code
+end
+
+-- Runs argv (a list) with env changes (see helpers.env_words) and stdin (see
+-- helpers.sh_files). Returns stdout, stderr, exit code.
+function helpers.exec(argv, env, stdin)
+    return helpers.sh_files(helpers.env_words(env) .. " " .. helpers.quote_all(argv), stdin)
 end
 
 -- Runs the installed command: run({ "list", "--json" }, env, stdin).

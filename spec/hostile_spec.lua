@@ -7,6 +7,19 @@ local SEED = tonumber(os.getenv("APIKEY_HOSTILE_SEED")) or 20240229
 local tried = 0 -- hostile inputs tried, for the summary line
 local flips_refused, flips_harmless = 0, 0
 
+-- Runs args (a list) with `--keystore path` and then the words of more (a list, if any)
+-- after them, and opts as rel.run takes them, as one more input tried.
+local function try(args, path, opts, more)
+    tried = tried + 1
+    local full = { table.unpack(args) }
+    full[#full + 1] = "--keystore"
+    full[#full + 1] = path
+    for _, w in ipairs(more or {}) do
+        full[#full + 1] = w
+    end
+    return rel.run(full, opts)
+end
+
 teardown(function()
     rel.cleanup()
     rel.summary(("hostile: %d inputs tried, each refused with one clear line and the "
@@ -20,10 +33,7 @@ describe("hostile input", function()
 
     -- A fresh folder and keystore with two keys for each test.
     before_each(function()
-        dir = rel.tmpdir()
-        ks = dir .. "/keys.p12"
-        keys = rel.populate(ks, 2, "key-")
-        before = rel.read(ks)
+        dir, ks, keys, before = rel.keystore_dir(2)
     end)
 
     after_each(function()
@@ -275,11 +285,7 @@ describe("hostile input", function()
     describe("--keystore PATH", function()
         local function refuses_path(args_list, path, content)
             for _, args in ipairs(args_list) do
-                tried = tried + 1
-                local full = { table.unpack(args) }
-                full[#full + 1] = "--keystore"
-                full[#full + 1] = path
-                local r = rel.run(full)
+                local r = try(args, path)
                 rel.assert_error(r)
                 assert.is_truthy(r.err:find(path, 1, true), "the error does not name the file: "
                     .. rel.show(r))
@@ -291,6 +297,16 @@ describe("hostile input", function()
         end
 
         local READ_AND_WRITE = { { "list" }, { "create", "new" }, { "revoke", "key-1" } }
+
+        -- The words that run a command without root's rights (see rel.unprivileged), or nil
+        -- once the test is marked pending: root `does` what the test needs refused.
+        local function unprivileged(does)
+            local wrap = rel.unprivileged()
+            if not wrap then
+                pending("running as root without setpriv: root " .. does)
+            end
+            return wrap
+        end
 
         it("refuses a folder", function()
             local folder = dir .. "/folder"
@@ -317,9 +333,8 @@ describe("hostile input", function()
         end)
 
         it("refuses a keystore its user cannot read", function()
-            local wrap = rel.unprivileged()
+            local wrap = unprivileged("reads any file")
             if not wrap then
-                pending("running as root without setpriv: root reads any file")
                 return
             end
             rel.chmod("755", dir)
@@ -327,11 +342,7 @@ describe("hostile input", function()
                 rel.chmod("000", ks)
             end
             for _, args in ipairs(READ_AND_WRITE) do
-                tried = tried + 1
-                local full = { table.unpack(args) }
-                full[#full + 1] = "--keystore"
-                full[#full + 1] = ks
-                local r = rel.run(full, { wrap = wrap })
+                local r = try(args, ks, { wrap = wrap })
                 rel.assert_error(r, "Permission denied")
                 assert.is_truthy(r.err:find(ks, 1, true), rel.show(r))
             end
@@ -340,9 +351,8 @@ describe("hostile input", function()
         end)
 
         it("refuses to write in a read-only folder, leaving the keystore as it was", function()
-            local wrap = rel.unprivileged()
+            local wrap = unprivileged("writes in any folder")
             if not wrap then
-                pending("running as root without setpriv: root writes in any folder")
                 return
             end
             -- The keystore belongs to the user who runs the command; its folder does not let
@@ -355,11 +365,7 @@ describe("hostile input", function()
                 rel.chmod("555", dir)
             end
             for _, args in ipairs({ { "create", "new" }, { "revoke", "key-1" } }) do
-                tried = tried + 1
-                local full = { table.unpack(args) }
-                full[#full + 1] = "--keystore"
-                full[#full + 1] = ks
-                local r = rel.run(full, { wrap = wrap })
+                local r = try(args, ks, { wrap = wrap })
                 rel.assert_error(r, "Permission denied")
             end
             local r = rel.run({ "list", "--keystore", ks }, { wrap = wrap })
@@ -373,11 +379,7 @@ describe("hostile input", function()
             local fifo = dir .. "/pipe.p12"
             assert(rel.sh("mkfifo -m 600 " .. rel.quote(fifo)) == 0)
             for _, args in ipairs(READ_AND_WRITE) do
-                tried = tried + 1
-                local full = { table.unpack(args) }
-                full[#full + 1] = "--keystore"
-                full[#full + 1] = fifo
-                local r = rel.run(full, { timeout = 10 })
+                local r = try(args, fifo, { timeout = 10 })
                 rel.assert_error(r)
             end
             assert.is_true(rel.sh("test -p " .. rel.quote(fifo)) == 0, "the pipe was replaced")
@@ -464,11 +466,7 @@ describe("hostile input", function()
 
         local function refuses(args, opts, says)
             for _, a in ipairs(args) do
-                tried = tried + 1
-                local full = { table.unpack(a) }
-                full[#full + 1] = "--keystore"
-                full[#full + 1] = protected
-                local r = rel.run(full, opts)
+                local r = try(a, protected, opts)
                 rel.assert_error(r, says)
             end
             unchanged(protected)
@@ -503,12 +501,7 @@ describe("hostile input", function()
         it("refuses a missing password file", function()
             local missing = dir .. "/no-such-file"
             for _, a in ipairs(ALL) do
-                tried = tried + 1
-                local full = { table.unpack(a) }
-                for _, w in ipairs({ "--keystore", protected, "--password-file", missing }) do
-                    full[#full + 1] = w
-                end
-                local r = rel.run(full)
+                local r = try(a, protected, nil, { "--password-file", missing })
                 rel.assert_refused(r)
                 assert.is_truthy(r.err:find(missing, 1, true), "does not name the file: "
                     .. rel.show(r))
@@ -520,12 +513,7 @@ describe("hostile input", function()
             for _, content in ipairs({ "", "\n", "\ncorrect horse\n" }) do
                 rel.write(pwfile, content, "600")
                 for _, a in ipairs(ALL) do
-                    tried = tried + 1
-                    local full = { table.unpack(a) }
-                    for _, w in ipairs({ "--keystore", protected, "--password-file", pwfile }) do
-                        full[#full + 1] = w
-                    end
-                    rel.assert_refused(rel.run(full))
+                    rel.assert_refused(try(a, protected, nil, { "--password-file", pwfile }))
                 end
             end
             unchanged(protected)
@@ -603,11 +591,7 @@ describe("hygiene", function()
             rel.chmod(mode, ks)
             for _, args in ipairs({ { "list" }, { "create", "new" }, { "revoke", "key-1" },
                 { "verify", keys["key-1"] } }) do
-                tried = tried + 1
-                local full = { table.unpack(args) }
-                full[#full + 1] = "--keystore"
-                full[#full + 1] = ks
-                local r = rel.run(full)
+                local r = try(args, ks)
                 rel.assert_error(r, "chmod 600")
                 assert.is_truthy(r.err:find(ks, 1, true), "does not name the file: " .. rel.show(r))
             end

@@ -149,6 +149,19 @@ local function setup_site(dir)
     assert(os.execute("chmod 755 " .. quote(dir .. "/www/env.cgi")))
 end
 
+-- A new folder for a site.
+local function site_dir()
+    return trim(capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-lighttpd.XXXXXX\""))
+end
+
+-- Stops the server, if there is one, and removes the site's folder.
+local function shut_down(server, dir)
+    if server then
+        server:stop()
+    end
+    os.execute("rm -rf " .. quote(dir))
+end
+
 local function server_env(keystore)
     -- the script finds apikey under APIKEY_PREFIX only, as on a server
     return {
@@ -185,7 +198,7 @@ describe("examples/lighttpd", function()
     end
 
     setup(function()
-        dir = trim(capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-lighttpd.XXXXXX\""))
+        dir = site_dir()
         keystore = dir .. "/keys.p12"
         setup_site(dir)
         key = create("ci-bot")
@@ -193,10 +206,7 @@ describe("examples/lighttpd", function()
     end)
 
     teardown(function()
-        if server then
-            server:stop()
-        end
-        os.execute("rm -rf " .. quote(dir))
+        shut_down(server, dir)
     end)
 
     it("answers 401 with WWW-Authenticate: Bearer to a request without a key", function()
@@ -294,14 +304,11 @@ end)
 
 describe("examples/lighttpd with a keystore it cannot read", function()
     it("answers 500 to every request, then recovers once the keystore is fixed", function()
-        local dir = trim(capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-lighttpd.XXXXXX\""))
+        local dir = site_dir()
         local server
         -- busted keeps one finally per test
         finally(function()
-            if server then
-                server:stop()
-            end
-            os.execute("rm -rf " .. quote(dir))
+            shut_down(server, dir)
         end)
         local keystore = dir .. "/keys.p12"
         setup_site(dir)

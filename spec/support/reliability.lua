@@ -4,14 +4,16 @@
 --
 -- The specs run against an installed tree: APIKEY_TEST_PREFIX is its prefix, with LUA_PATH
 -- and LUA_CPATH pointing into it, and the command is run as `lua5.4 PREFIX/bin/apikey ...`.
+--
+-- Quoting, files, shell commands and temporary folders come from spec/helpers.lua.
 local luassert = require "luassert"
+local h = require "spec.helpers"
 
 local rel = {}
 
-rel.prefix = os.getenv("APIKEY_TEST_PREFIX")
-    or error("APIKEY_TEST_PREFIX is not set: run the specs with sh scripts/test.sh", 0)
+rel.prefix = h.prefix
 rel.lua = os.getenv("APIKEY_TEST_LUA") or "lua5.4"
-rel.bin = rel.prefix .. "/bin/apikey"
+rel.bin = h.bin
 -- No single command may take longer than this (seconds); it is then killed and fails.
 rel.TIMEOUT = 60
 
@@ -23,9 +25,9 @@ end
 rel.root = rel.root:gsub("/$", "")
 
 -- A key as create prints it: UUID v4, lower case.
-rel.UUID = "%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x"
+rel.UUID = h.UUID
 rel.CREATED = "^API key created for alias '(.-)': (" .. rel.UUID .. ") %((.-)%)\n"
-    .. "Please store this key securely, as it will not be shown again.\n$"
+    .. h.STORE_LINE .. "\n$"
 
 local has_system, system = pcall(require, "system")
 
@@ -46,55 +48,31 @@ function rel.sleep(seconds)
     end
 end
 
-function rel.quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-function rel.read(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return nil
-    end
-    local data = f:read("a")
-    f:close()
-    return data
-end
+rel.quote = h.quote
+rel.read = h.read_file
+--- Runs a shell command line; returns its exit code (128 + n when killed by signal n).
+rel.sh = h.sh
+--- Permission bits in octal, e.g. "600".
+rel.mode = h.mode
+rel.remove = h.remove
 
 function rel.write(path, data, mode)
-    local f = assert(io.open(path, "wb"))
-    assert(f:write(data))
-    assert(f:close())
+    h.write_file(path, data)
     if mode then
         rel.chmod(mode, path)
     end
 end
 
---- Runs a shell command line; returns its exit code (128 + n when killed by signal n).
-function rel.sh(cmd)
-    local ok, how, n = os.execute(cmd)
-    if how == "signal" then
-        return 128 + n
-    end
-    return ok and 0 or n
-end
-
 --- What a shell command prints, without trailing blanks.
 function rel.capture(cmd)
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    p:close()
-    return (out:gsub("%s+$", ""))
+    return (h.capture(cmd):gsub("%s+$", ""))
 end
 
 function rel.chmod(mode, path)
     assert(rel.sh(("chmod %s %s"):format(mode, rel.quote(path))) == 0, "chmod failed: " .. path)
 end
 
---- Permission bits in octal, e.g. "600".
-function rel.mode(path)
-    return rel.capture("stat -c %a " .. rel.quote(path))
-end
-
+--- Whether anything is at path, a dangling symbolic link included.
 function rel.exists(path)
     return rel.sh("test -e " .. rel.quote(path) .. " || test -L " .. rel.quote(path)) == 0
 end
@@ -102,21 +80,8 @@ end
 --- A new empty folder, removed when the test ends (pass busted's finally, or nil and remove
 -- it with rel.remove).
 function rel.tmpdir(finally)
-    local dir = rel.capture("mktemp -d " .. rel.quote((os.getenv("TMPDIR") or "/tmp")
-        .. "/apikey-rel.XXXXXX"))
-    assert(dir ~= "", "mktemp failed")
     -- Canonical, so that a path the fault shim reads back from /proc matches.
-    dir = rel.capture("realpath " .. rel.quote(dir))
-    if finally then
-        finally(function()
-            rel.remove(dir)
-        end)
-    end
-    return dir
-end
-
-function rel.remove(dir)
-    os.execute("chmod -R u+rwx " .. rel.quote(dir) .. " 2>/dev/null; rm -rf " .. rel.quote(dir))
+    return rel.capture("realpath " .. rel.quote(h.tmpdir(finally)))
 end
 
 --- The names in a folder, sorted.
@@ -162,50 +127,18 @@ function rel.leaked(text)
     return nil
 end
 
--- The env(1) words for the environment of a command: APIKEY_KEYSTORE and
--- APIKEY_KEYSTORE_PASSWORD unset, TZ=UTC and NO_COLOR=1 unless opts.env says otherwise
--- (name = string sets, name = false unsets).
-local function env_words(env)
-    local vars = { APIKEY_KEYSTORE = false, APIKEY_KEYSTORE_PASSWORD = false, TZ = "UTC",
-        NO_COLOR = "1" }
-    for k, v in pairs(env or {}) do
-        vars[k] = v
-    end
-    local names = {}
-    for k in pairs(vars) do
-        names[#names + 1] = k
-    end
-    table.sort(names)
-    -- env(1) takes its -u options before the assignments.
-    local unset, set = { "env" }, {}
-    for _, k in ipairs(names) do
-        if vars[k] == false then
-            unset[#unset + 1] = "-u " .. k
-        else
-            set[#set + 1] = rel.quote(k .. "=" .. vars[k])
-        end
-    end
-    return table.concat(unset, " ") .. " " .. table.concat(set, " ")
-end
-
-local function quote_all(list)
-    local out = {}
-    for i, s in ipairs(list) do
-        out[i] = rel.quote(s)
-    end
-    return table.concat(out, " ")
-end
-
 --- The shell words that run the installed command with args (a list), in opts.env, under
 -- opts.wrap (a list of words put before the interpreter, e.g. setpriv ...).
+-- The environment is h.env_words's with NO_COLOR=1, unless opts.env (name = string sets,
+-- name = false unsets) says otherwise.
 function rel.command(args, opts)
     opts = opts or {}
-    local words = { env_words(opts.env) }
+    local words = { h.env_words({ NO_COLOR = "1" }, opts.env) }
     if opts.wrap then
-        words[#words + 1] = quote_all(opts.wrap)
+        words[#words + 1] = h.quote_all(opts.wrap)
     end
     words[#words + 1] = rel.quote(rel.lua) .. " " .. rel.quote(rel.bin)
-    words[#words + 1] = quote_all(args)
+    words[#words + 1] = h.quote_all(args)
     return table.concat(words, " ")
 end
 
@@ -228,28 +161,17 @@ function rel.cleanup()
 end
 
 --- Runs the installed command: rel.run({ "list", "--keystore", path }, opts).
--- opts.env (see env_words), opts.stdin (a string; default /dev/null), opts.wrap,
+-- opts.env (see rel.command), opts.stdin (a string; default /dev/null), opts.wrap,
 -- opts.timeout (seconds, default rel.TIMEOUT). Returns { code, out, err, seconds }.
 -- Fails the test when a remembered key shows on standard error.
 function rel.run(args, opts)
     opts = opts or {}
-    local dir = scratch_dir()
-    local out, err, input = dir .. "/out", dir .. "/err", "/dev/null"
-    if opts.stdin then
-        input = dir .. "/in"
-        rel.write(input, opts.stdin)
-    end
-    local cmd = ("timeout -s KILL %d %s <%s >%s 2>%s"):format(opts.timeout or rel.TIMEOUT,
-        rel.command(args, opts), rel.quote(input), rel.quote(out), rel.quote(err))
+    local cmd = ("timeout -s KILL %d %s"):format(opts.timeout or rel.TIMEOUT,
+        rel.command(args, opts))
     local t0 = rel.clock()
-    local code = rel.sh(cmd)
-    local r = { code = code, out = rel.read(out) or "", err = rel.read(err) or "",
-        seconds = rel.clock() - t0, args = args }
-    os.remove(out)
-    os.remove(err)
-    if opts.stdin then
-        os.remove(input)
-    end
+    local out, err, code = h.sh_files(cmd, opts.stdin, scratch_dir())
+    local r = { code = code, out = out or "", err = err or "", seconds = rel.clock() - t0,
+        args = args }
     local key = rel.leaked(r.err)
     if key then
         error(("a key appeared on standard error of `apikey %s`: %q"):format(
@@ -335,6 +257,16 @@ function rel.populate(path, n, prefix, password)
     end
     ks:close()
     return keys, order
+end
+
+--- A new folder (remove it with rel.remove) with a keystore "keys.p12" of n keys "key-1"..
+-- "key-n" made with the Lua API. Returns the folder, the keystore's path, { alias = key } and
+-- the keystore's bytes.
+function rel.keystore_dir(n)
+    local dir = rel.tmpdir()
+    local ks = dir .. "/keys.p12"
+    local keys = rel.populate(ks, n, "key-")
+    return dir, ks, keys, rel.read(ks)
 end
 
 --- The fault shim (tests/faultshim.c) built into dir, or APIKEY_FAULTSHIM when set. Returns

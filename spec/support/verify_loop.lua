@@ -11,12 +11,13 @@
 -- printed before the round verifies or is listed. It stops when STOPFILE exists, or after 300
 -- seconds; RESULT appears, whole, when it is done.
 local core = require "apikey.core"
+-- spec/helpers.lua, by its path from this file's (this runs as a process of its own).
+local h = dofile((arg[0]:match("^(.*/)") or "./") .. "../helpers.lua")
 
 local path, outputs, stopfile, result = ...
 assert(result, "usage: verify_loop.lua KEYSTORE OUTPUTS STOPFILE RESULT")
 
 local has_system, system = pcall(require, "system")
-local UUID = "%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x"
 local ALIAS = "^w%d+%-k%d+$"
 local NEVER_CREATED = "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
 local DEADLINE = os.time() + 300
@@ -31,57 +32,34 @@ local function fail(msg)
     end
 end
 
-local function read(p)
-    local f = io.open(p, "rb")
-    if not f then
-        return nil
+-- What the writers' files OUTPUTS/NAME (N from 1 to 16 for NAME's %d) say: for each match
+-- of pattern, its first capture -> its second, or true when it has one.
+local function collect(name, pattern)
+    local found = {}
+    for n = 1, 16 do
+        local data = h.read_file(outputs .. "/" .. name:format(n))
+        if data then
+            for k, v in data:gmatch(pattern) do
+                found[k] = v or true
+            end
+        end
     end
-    local data = f:read("a")
-    f:close()
-    return data
+    return found
 end
 
 -- Keys printed by creates so far (alias -> key).
 local function printed_keys()
-    local keys = {}
-    for n = 1, 16 do
-        local data = read(("%s/c-%d.out"):format(outputs, n))
-        if data then
-            local line = "API key created for alias '([^'\n]*)': (" .. UUID .. ")"
-            for alias, key in data:gmatch(line) do
-                keys[alias] = key
-            end
-        end
-    end
-    return keys
+    return collect("c-%d.out", "API key created for alias '([^'\n]*)': (" .. h.UUID .. ")")
 end
 
 -- Aliases whose revoke has started.
 local function started_revokes()
-    local started = {}
-    for n = 1, 16 do
-        local data = read(("%s/r-%d.started"):format(outputs, n))
-        if data then
-            for alias in data:gmatch("([^\n]+)\n") do
-                started[alias] = true
-            end
-        end
-    end
-    return started
+    return collect("r-%d.started", "([^\n]+)\n")
 end
 
 -- Aliases whose revoke was printed so far.
 local function printed_revokes()
-    local revoked = {}
-    for n = 1, 16 do
-        local data = read(("%s/r-%d.out"):format(outputs, n))
-        if data then
-            for alias in data:gmatch("API key '([^'\n]*)' has been revoked%.\n") do
-                revoked[alias] = true
-            end
-        end
-    end
-    return revoked
+    return collect("r-%d.out", "API key '([^'\n]*)' has been revoked%.\n")
 end
 
 local ks, msg = core.open(path)
@@ -90,7 +68,7 @@ if not ks then
 end
 
 while ks do
-    local stop = read(stopfile) ~= nil
+    local stop = h.read_file(stopfile) ~= nil
     local keys, revoked = printed_keys(), printed_revokes()
     local changed, err = ks:refresh()
     stats.rounds = stats.rounds + 1
