@@ -1,27 +1,27 @@
 #!/bin/sh
 # The whole test suite, from a fresh Debian 12 (as root) or a ready machine (as anyone):
-# installs the packages, builds, installs into build/stage, and runs the busted specs against
-# that installed tree. Ends with "N passed, N failed[, N skipped]"; exits non-zero when a test
+# installs the packages, builds, installs into a staging prefix of this run, and runs the busted
+# specs against that installed tree. Ends with "N passed, N failed[, N skipped]"; exits non-zero when a test
 # failed, when busted did not finish, or when no test ran.
 #
 #   bash scripts/test.sh [busted options...]      e.g. --filter=revoke
 set -eu
 
 cd "$(dirname "$0")/.."
-stage=$PWD/build/stage
+# The staged install and every spec's temporary files go under one folder of this run, removed
+# however the run ends (a spec that fails midway cannot leave its files behind). Others may
+# traverse it, wherever the repository is: some specs run the command as another user.
+TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/apikey-tests.XXXXXX")
+chmod 755 "$TMPDIR"
+export TMPDIR
+trap 'chmod -R u+rwx "$TMPDIR" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
+
+stage=$TMPDIR/stage
 sh scripts/install.sh --with-tests "$stage"
 
 export APIKEY_TEST_PREFIX="$stage"
 export LUA_PATH="$stage/share/lua/5.4/?.lua;$stage/share/lua/5.4/?/init.lua;;"
 export LUA_CPATH="$stage/lib/lua/5.4/?.so;;"
-
-# Every spec's temporary files go under one folder of this run, removed however the run ends
-# (a spec that fails midway cannot leave its files behind). Others may traverse it: some specs
-# run the command as another user.
-TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/apikey-tests.XXXXXX")
-chmod 755 "$TMPDIR"
-export TMPDIR
-trap 'chmod -R u+rwx "$TMPDIR" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
 
 log=build/busted.log
 status=build/busted.status
