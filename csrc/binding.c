@@ -12,6 +12,7 @@
 #include <lua.h>
 #include <openssl/crypto.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #define KEYSTORE_MT "apikey.Keystore"
@@ -153,18 +154,9 @@ static int keystore_list_l(lua_State *L)
     return 1;
 }
 
-/* ks:verify(key [, now]) -> entry | fail, "unknown" | "expired" | "malformed".
- * The entry is shared between calls: treat it as read-only. */
-static int keystore_verify_l(lua_State *L)
+static int push_verdict(lua_State *L, const keystore_ud *u, ak_verdict v, const ak_entry *en)
 {
     static const char *const reasons[] = {"valid", "unknown", "expired", "malformed"};
-    keystore_ud *u = check_keystore(L);
-    size_t len;
-    const char *key = luaL_checklstring(L, 2, &len);
-    int64_t now = lua_isnoneornil(L, 3) ? (int64_t)time(NULL) : (int64_t)luaL_checkinteger(L, 3);
-    const ak_entry *en;
-    ak_verdict v = keystore_verify(&u->ks, key, len, now, &en);
-
     if (v == AK_VALID) {
         push_cached_entry(L, u, en);
         return 1;
@@ -172,6 +164,68 @@ static int keystore_verify_l(lua_State *L)
     luaL_pushfail(L);
     lua_pushstring(L, reasons[v]);
     return 2;
+}
+
+/* ks:verify(key [, now]) -> entry | fail, "unknown" | "expired" | "malformed".
+ * The entry is shared between calls: treat it as read-only. */
+static int keystore_verify_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L);
+    size_t len;
+    const char *key = luaL_checklstring(L, 2, &len);
+    int64_t now = lua_isnoneornil(L, 3) ? (int64_t)time(NULL) : (int64_t)luaL_checkinteger(L, 3);
+    const ak_entry *en;
+    ak_verdict v = keystore_verify(&u->ks, key, len, now, &en);
+
+    return push_verdict(L, u, v, en);
+}
+
+static int is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* The token of an Authorization value: "Bearer" in any case, one or more blanks, a token
+ * without blanks, then only blanks (RFC 6750 section 2.1, with surrounding blanks allowed);
+ * NULL when it is not of that form. Parsed here, in one pass, rather than with a Lua pattern:
+ * it runs on every request of a server. */
+static const char *bearer_token(const char *s, size_t len, size_t *tlen)
+{
+    const char *end = s + len, *tok;
+    while (s < end && is_blank(*s))
+        s++;
+    if (end - s < 7 || strncasecmp(s, "bearer", 6) != 0 || !is_blank(s[6]))
+        return NULL;
+    s += 7;
+    while (s < end && is_blank(*s))
+        s++;
+    tok = s;
+    while (s < end && !is_blank(*s))
+        s++;
+    *tlen = (size_t)(s - tok);
+    while (s < end && is_blank(*s))
+        s++;
+    return (*tlen > 0 && s == end) ? tok : NULL;
+}
+
+/* ks:authenticate(header) -> entry | fail, "missing" | "unknown" | "expired" | "malformed".
+ * header is an Authorization value, or nil. */
+static int keystore_authenticate_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L);
+    size_t len, tlen = 0;
+    const char *header = lua_isnil(L, 2) ? NULL : luaL_checklstring(L, 2, &len);
+    const char *token = header != NULL ? bearer_token(header, len, &tlen) : NULL;
+    const ak_entry *en;
+    ak_verdict v;
+
+    if (token == NULL) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "missing");
+        return 2;
+    }
+    v = keystore_verify(&u->ks, token, tlen, (int64_t)time(NULL), &en);
+    return push_verdict(L, u, v, en);
 }
 
 /* ks:refresh() -> changed; on failure the last good content stays loaded */
@@ -263,10 +317,16 @@ static int core_clock(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg keystore_methods[] = {
-    {"create", keystore_create_l}, {"revoke", keystore_revoke_l},   {"list", keystore_list_l},
-    {"verify", keystore_verify_l}, {"refresh", keystore_refresh_l}, {"count", keystore_count_l},
-    {"path", keystore_path_l},     {"close", keystore_close_l},     {NULL, NULL}};
+static const luaL_Reg keystore_methods[] = {{"create", keystore_create_l},
+                                            {"revoke", keystore_revoke_l},
+                                            {"list", keystore_list_l},
+                                            {"verify", keystore_verify_l},
+                                            {"authenticate", keystore_authenticate_l},
+                                            {"refresh", keystore_refresh_l},
+                                            {"count", keystore_count_l},
+                                            {"path", keystore_path_l},
+                                            {"close", keystore_close_l},
+                                            {NULL, NULL}};
 
 static const luaL_Reg keystore_meta[] = {{"__gc", keystore_close_l},
                                          {"__close", keystore_close_l},

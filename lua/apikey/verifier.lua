@@ -13,7 +13,6 @@
 local core = require "apikey.core"
 
 local clock = core.clock
-local match = string.match
 local time = os.time
 local type = type
 
@@ -26,10 +25,6 @@ local function argerror(fname, n, msg)
     error(("bad argument #%d to '%s' (%s)"):format(n, fname, msg), 3)
 end
 
--- "Bearer" in any case, one or more blanks, a token without blanks, then only blanks (RFC 6750
--- section 2.1, with surrounding blanks allowed). No part of it can match empty next to another
--- blank run, so matching stays linear in the header's length.
-local BEARER = "^[ \t]*[Bb][Ee][Aa][Rr][Ee][Rr][ \t]+([^ \t]+)[ \t]*$"
 
 --- Opens the keystore at opts.path and returns a verifier, or nil, message, code when the
 -- first load fails (the codes of apikey.open: "badpassword", "corrupt", "io", "insecure").
@@ -60,7 +55,7 @@ function verifier.new(opts)
     if not ks then
         return nil, msg, code
     end
-    local ks_verify, ks_refresh = ks.verify, ks.refresh
+    local ks_verify, ks_authenticate, ks_refresh = ks.verify, ks.authenticate, ks.refresh
     local next_check = clock() + interval
 
     -- Fields a caller may read: loaded_at (when the keys in use were read), checked_at (when
@@ -116,17 +111,13 @@ function verifier.new(opts)
     --- Checks an Authorization header value "Bearer <key>" (the scheme in any case): like
     -- verify, with nil and "missing" when the value is nil or not of that form.
     function self.authenticate(_, header)
-        if header == nil then
-            return nil, "missing"
-        end
-        if type(header) ~= "string" then
+        if header ~= nil and type(header) ~= "string" then
             argerror("authenticate", 2, "string expected, got " .. type(header))
         end
-        local key = match(header, BEARER)
-        if key == nil then
-            return nil, "missing"
+        if clock() >= next_check then
+            refresh()
         end
-        return verify(nil, key)
+        return ks_authenticate(ks, header)
     end
 
     --- Compares the file with the keys in use now, whatever the interval: true if new keys
