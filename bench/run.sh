@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: builds what the benchmarks need, runs them all, and writes bench/results/:
 # one .txt per benchmark (key=value lines), hyperfine's markdown for the CLI, and
-# results/table.md, the tables of bench/README.md. About 6 minutes on 2 cores.
+# results/table.md, the tables of bench/README.md. About 5 minutes on 2 cores.
 #
 #   bash bench/run.sh                 everything
 #   bash bench/run.sh verify load     only some parts of: verify load ref cli http
@@ -29,6 +29,7 @@ ref_sizes=(10 100 1000)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/apikey-bench.XXXXXX")
 servers=()
+declare -A server_pid server_port
 cleanup() {
     stop_servers
     rm -rf "$work"
@@ -109,8 +110,8 @@ timed() {
     t0=$EPOCHREALTIME
     /usr/bin/time -f '%M' -o "$work/rss.txt" "$@" >"$work/out.txt"
     t1=$EPOCHREALTIME
-    printf 'wall_s=%s maxrss_kb=%s\n' "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" \
-        "$(tail -1 "$work/rss.txt")"
+    printf 'wall_s=%s maxrss_kb=%s\n' \
+        "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", b - a }')" "$(tail -1 "$work/rss.txt")"
 }
 
 load() {
@@ -140,14 +141,15 @@ load() {
 
 # --- the CLI, whole process ----------------------------------------------------------------
 cli() {
-    say "CLI wall time (hyperfine)"
-    local ks key rks rkey
+    say "commands, whole process (hyperfine)"
+    local ks key rks rkey runs java="java -cp $work/java RefVerify"
     : >"$results/cli.md"
     for n in "${cli_sizes[@]}"; do
         ks=$work/ks-$n.p12
         key=$(middle_key "$work/ks-$n.keys")
         rks=$work/ref-$n.p12
         rkey=$(middle_key "$work/ref-$n.keys")
+        # --prepare runs before every run of every command: a fresh copy for create.
         hyperfine --style basic --warmup 3 --runs 30 \
             --export-json "$work/cli-ours-$n.json" --export-markdown "$work/cli-ours-$n.md" \
             -n "apikey list ($n keys)" "$ak list --keystore $ks" \
@@ -155,14 +157,14 @@ cli() {
             --prepare "cp -p $ks $work/new.p12" \
             -n "apikey create ($n keys)" "$ak create bench-new --keystore $work/new.p12" \
             >&2
-        local runs=5
-        [ "$n" -ge 1000 ] && runs=3
+        runs=5
+        [ "$n" -lt 1000 ] || runs=3
         hyperfine --style basic --warmup 1 --runs "$runs" \
             --export-json "$work/cli-ref-$n.json" --export-markdown "$work/cli-ref-$n.md" \
-            -n "reference list ($n keys)" "java -cp $work/java RefVerify list $rks" \
-            -n "reference verify ($n keys)" "java -cp $work/java RefVerify verify $rks $rkey" \
+            -n "reference list ($n keys)" "$java list $rks" \
+            -n "reference verify ($n keys)" "$java verify $rks $rkey" \
             --prepare "cp -p $rks $work/new-ref.p12" \
-            -n "reference create ($n keys)" "java -cp $work/java RefVerify create $work/new-ref.p12 bench-new" \
+            -n "reference create ($n keys)" "$java create $work/new-ref.p12 bench-new" \
             >&2
         for f in "$work/cli-ours-$n" "$work/cli-ref-$n"; do
             sed "s|$work/||g" "$f.md" >>"$results/cli.md"
@@ -192,37 +194,40 @@ ref() {
 }
 
 # --- lighttpd + wrk ---------------------------------------------------------------------------
-free_port() {
-    local p
-    for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free port found"
-}
-
-# Starts lighttpd on 127.0.0.1:$2 serving $work/www, with the magnet script $3 (none when
-# empty), configured in $work/$1.conf, and waits until it answers. Its PID goes to servers.
+# Starts lighttpd on 127.0.0.1 serving $work/www, with the magnet script $2 (none when empty),
+# configured in $work/$1.conf; its PID and port go to server_pid[$1] and server_port[$1]. Ports
+# are tried at random below the range the kernel gives to outgoing connections, until one binds.
 start_server() {
-    local name=$1 port=$2 script=$3 conf=$work/$1.conf
-    {
-        printf 'server.document-root = "%s"\n' "$work/www"
-        printf 'server.bind = "127.0.0.1"\nserver.port = %s\n' "$port"
-        printf 'server.errorlog = "%s"\n' "$work/$name-error.log"
-        printf 'mimetype.assign = ( ".txt" => "text/plain" )\n'
-        if [ -n "$script" ]; then
-            printf 'server.modules += ( "mod_magnet" )\n'
-            printf 'magnet.attract-raw-url-to = ( "%s" )\n' "$script"
-        fi
-    } >"$conf"
-    lighttpd -D -f "$conf" &
-    servers+=($!)
-    for _ in $(seq 50); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return; fi
-        sleep 0.1
+    local name=$1 script=$2 conf=$work/$1.conf port pid low
+    low=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+    for _ in $(seq 20); do
+        port=$((10000 + RANDOM % (low - 10000)))
+        {
+            printf 'server.document-root = "%s"\n' "$work/www"
+            printf 'server.bind = "127.0.0.1"\nserver.port = %s\n' "$port"
+            printf 'server.errorlog = "%s"\n' "$work/$name-error.log"
+            printf 'mimetype.assign = ( ".txt" => "text/plain" )\n'
+            if [ -n "$script" ]; then
+                printf 'server.modules += ( "mod_magnet" )\n'
+                printf 'magnet.attract-raw-url-to = ( "%s" )\n' "$script"
+            fi
+        } >"$conf"
+        lighttpd -D -f "$conf" 2>>"$work/$name-error.log" &
+        pid=$!
+        for _ in $(seq 50); do
+            if ! kill -0 "$pid" 2>/dev/null; then
+                break
+            fi
+            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+                servers+=("$pid")
+                server_pid[$name]=$pid
+                server_port[$name]=$port
+                return
+            fi
+            sleep 0.1
+        done
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
     done
     die "lighttpd did not start; see $work/$name-error.log"
 }
@@ -236,50 +241,79 @@ stop_servers() {
     servers=()
 }
 
-# One wrk run against url $2 (which must answer HTTP $3), more arguments for wrk and curl
-# after: requests/s and latencies as one line for way $1.
+# CPU time (ns) that process $1 has used so far: user and system, from the scheduler.
+cpu_ns() { cut -d' ' -f1 "/proc/$1/schedstat"; }
+
+# One wrk run for way $1 against the server named $2 (which must answer HTTP $3), more
+# arguments for wrk and curl after. One line: requests/s and latencies as wrk saw them, and
+# the server's CPU time per request (a measure that other processes on the machine do not
+# change, unlike requests/s).
 load_test() {
-    local way=$1 url=$2 want=$3 out=$work/wrk.txt code
+    local way=$1 name=$2 want=$3 out=$work/wrk.txt code url pid c0 c1
     shift 3
+    url=http://127.0.0.1:${server_port[$name]}/index.txt
+    pid=${server_pid[$name]}
     code=$(curl -s -o /dev/null -w '%{http_code}' "$@" "$url")
     [ "$code" = "$want" ] || die "$way: expected HTTP $want from $url, got $code"
+    c0=$(cpu_ns "$pid")
     wrk -t1 -c16 -d"$http_secs"s --latency "$@" "$url" >"$out"
-    awk -v way="$way" '
+    c1=$(cpu_ns "$pid")
+    awk -v way="$way" -v cpu="$((c1 - c0))" '
+        / requests in / { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         /^ +50%/ { p50 = $2 }
         /^ +99%/ { p99 = $2 }
         /Non-2xx or 3xx responses:/ { non2xx = $NF }
-        END { printf "way=%s rps=%s p50=%s p99=%s non2xx=%d\n", way, rps, p50, p99, non2xx }
+        END {
+            printf "way=%s rps=%s p50=%s p99=%s non2xx=%d requests=%d", way, rps, p50, p99,
+                non2xx, n
+            printf " server_cpu_us_per_req=%.3f\n", cpu / 1000 / n
+        }
     ' "$out"
 }
 
-# Three servers at once: no auth, mod_magnet with a script that does nothing (what mod_magnet
-# itself costs), and the apikey example over the 1,000-key keystore. wrk runs against each in
-# turn, for several rounds, so that a busy spell of the machine falls on all of them alike;
-# the report takes each one's median.
+# Five servers at once: no auth; mod_magnet with a script that does nothing (what mod_magnet
+# itself costs); one that only reads the Authorization header; one that checks it with a
+# verifier and does nothing else; the apikey example. Keys: the 1,000-key keystore. wrk runs
+# against each in turn, for several rounds, so that a busy spell of the machine falls on all
+# of them alike; the report takes each one's median.
 http() {
     say "lighttpd with wrk: no auth, apikey auth"
-    local key round port_none port_noop port_auth bad=00000000-0000-4000-8000-000000000000
+    local key round auth bad
     key=$(middle_key "$work/ks-1000.keys")
+    auth="Authorization: Bearer $key"
+    bad="Authorization: Bearer 00000000-0000-4000-8000-000000000000"
     mkdir -p "$work/www"
     head -c 4096 /dev/zero | tr '\0' 'a' >"$work/www/index.txt"
     printf 'return 0\n' >"$work/noop.lua"
-    port_none=$(free_port)
-    start_server none "$port_none" ""
-    port_noop=$(free_port)
-    start_server noop "$port_noop" "$work/noop.lua"
-    port_auth=$(free_port)
+    printf 'local h = lighty.r.req_header["Authorization"]\nreturn 0\n' >"$work/header.lua"
+    # The check alone: the header, then v:authenticate, and nothing else of the example.
+    cat >"$work/check.lua" <<EOF
+local v = package.loaded.bench_verifier
+if v == nil then
+    package.path = "$prefix/share/lua/5.4/?.lua;$prefix/share/lua/5.4/?/init.lua;" .. package.path
+    package.cpath = "$prefix/lib/lua/5.4/?.so;" .. package.cpath
+    v = assert(require("apikey").verifier { path = "$work/ks-1000.p12", interval = 1 })
+    package.loaded.bench_verifier = v
+end
+return v:authenticate(lighty.r.req_header["Authorization"]) and 0 or 401
+EOF
+    start_server none ""
+    start_server noop "$work/noop.lua"
+    start_server header "$work/header.lua"
+    start_server check "$work/check.lua"
     APIKEY_PREFIX=$prefix APIKEY_KEYSTORE=$work/ks-1000.p12 \
-        start_server apikey "$port_auth" "$root/examples/lighttpd/apikey-auth.lua"
+        start_server apikey "$root/examples/lighttpd/apikey-auth.lua"
     : >"$results/http.txt"
+    # Every request carries the same Authorization header, so that all servers parse the same.
     for round in $(seq "$http_rounds"); do
         {
-            load_test none "http://127.0.0.1:$port_none/index.txt" 200
-            load_test magnet "http://127.0.0.1:$port_noop/index.txt" 200
-            load_test apikey "http://127.0.0.1:$port_auth/index.txt" 200 \
-                -H "Authorization: Bearer $key"
-            load_test unknown "http://127.0.0.1:$port_auth/index.txt" 401 \
-                -H "Authorization: Bearer $bad"
+            load_test none none 200 -H "$auth"
+            load_test magnet noop 200 -H "$auth"
+            load_test header header 200 -H "$auth"
+            load_test check check 200 -H "$auth"
+            load_test apikey apikey 200 -H "$auth"
+            load_test unknown apikey 401 -H "$bad"
         } | sed "s/^/round=$round /" | tee -a "$results/http.txt"
     done
     stop_servers
