@@ -18,6 +18,9 @@
 #define AK_KEY_LEN 36    /* a UUID in text form */
 #define AK_ALIAS_MAX 128 /* bytes of UTF-8 */
 #define AK_NO_EXPIRY INT64_MIN
+/* The most PBKDF2/MAC iterations a keystore may ask for: the most we write, and the most we
+ * read (more is a damaged or hostile file, made to stall whoever loads it). */
+#define AK_ITER_MAX 10000000L
 
 #ifndef APIKEY_VERSION
 #define APIKEY_VERSION "0.1.0"

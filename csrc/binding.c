@@ -94,7 +94,10 @@ static int core_open(lua_State *L)
     ak_err e;
 
     luaL_argcheck(L, path_len > 0, 1, "empty path");
-    luaL_argcheck(L, iter >= 1 && iter <= 100000000, 3, "iterations out of range");
+    /* No more than p12_load accepts: a file written with more could not be read again. */
+    if (iter < 1 || iter > AK_ITER_MAX)
+        return luaL_argerror(
+            L, 3, lua_pushfstring(L, "iterations out of range (1 to %d)", (int)AK_ITER_MAX));
     luaL_argcheck(L, timeout >= 0 && timeout <= 86400000, 4, "lock timeout out of range");
     /* The userdata exists, marked closed, before the resources it will own. */
     u = lua_newuserdatauv(L, sizeof *u, 1);

@@ -22,8 +22,7 @@
 #include <string.h>
 
 #define SALT_LEN 16
-#define MAC_ITER_MAX 10000000L /* more is a damaged or hostile file, not a careful one */
-#define LIST_HDR_MAX 6         /* tag and longest length octets of the SafeContents SEQUENCE */
+#define LIST_HDR_MAX 6 /* tag and longest length octets of the SafeContents SEQUENCE */
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
@@ -65,6 +64,7 @@ typedef struct {
     int passlen;
     ak_entries entries;
     ak_foreign *foreign;
+    long kdf_budget; /* key derivation iterations this load may still run */
 } loader;
 
 static int p12_nid; /* set once by p12_register_oid, at module load */
@@ -493,23 +493,77 @@ static int looks_like_list(const unsigned char *der, size_t len)
     return r >= 0 && tag == TAG_SEQUENCE && (r == 1 || p == der + len);
 }
 
+/* A file sets the cost of its key derivations, and may hold any number of encrypted contents:
+ * one load runs at most this many iterations in all (a few seconds): our own content at the
+ * most core.open allows (AK_ITER_MAX), and as much again for another tool's. */
+#define KDF_BUDGET (2 * AK_ITER_MAX)
+
+/* The iteration count of a password-based encryption: 0 with *iter for PBES2 with PBKDF2 and
+ * for the PKCS#5 v1 and PKCS#12 schemes; 1 for PBES2 with another key derivation; -1 when the
+ * parameters do not parse. */
+static int pbe_iterations(const X509_ALGOR *alg, long *iter)
+{
+    const ASN1_OBJECT *obj;
+    const void *param;
+    int ptype, rc = -1;
+
+    *iter = 0;
+    X509_ALGOR_get0(&obj, &ptype, &param, alg);
+    if (ptype != V_ASN1_SEQUENCE)
+        return -1;
+    if (OBJ_obj2nid(obj) == NID_pbes2) {
+        PBE2PARAM *pbe2 = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBE2PARAM), alg->parameter);
+        PBKDF2PARAM *kdf = NULL;
+        if (pbe2 != NULL && pbe2->keyfunc != NULL) {
+            if (OBJ_obj2nid(pbe2->keyfunc->algorithm) != NID_id_pbkdf2)
+                rc = 1;
+            else if ((kdf = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBKDF2PARAM),
+                                                      pbe2->keyfunc->parameter)) != NULL &&
+                     kdf->iter != NULL)
+                rc = 0, *iter = ASN1_INTEGER_get(kdf->iter);
+        }
+        PBKDF2PARAM_free(kdf);
+        PBE2PARAM_free(pbe2);
+    } else {
+        PBEPARAM *pbe = ASN1_TYPE_unpack_sequence(ASN1_ITEM_rptr(PBEPARAM), alg->parameter);
+        if (pbe != NULL && pbe->iter != NULL)
+            rc = 0, *iter = ASN1_INTEGER_get(pbe->iter);
+        PBEPARAM_free(pbe);
+    }
+    ERR_clear_error();
+    return rc;
+}
+
 /*
  * Decrypts an encryptedData ContentInfo with the password, in the form the MAC verified and
  * then the other empty form (an old PKCS#12 KDF gives different keys for "" and NULL, and a
  * file may mix them). 0 with the plaintext; 1 when no form decrypts it (another password, or
  * a cipher this OpenSSL lacks, such as the RC2 of old Java and OpenSSL files): the caller
- * keeps the content unopened; -1 when the ContentInfo is malformed.
+ * keeps the content unopened; -1 when the ContentInfo is malformed; -2 when its key
+ * derivation asks for fewer than 1 iteration, or for more than the load has left to run.
+ * Another scheme than PBKDF2 under PBES2 (scrypt, whose cost the file also sets) is not run.
  */
-static int decrypt_content(const loader *ld, const PKCS7 *p7, unsigned char **plain,
-                           size_t *plainlen)
+static int decrypt_content(loader *ld, const PKCS7 *p7, unsigned char **plain, size_t *plainlen)
 {
     const PKCS7_ENC_CONTENT *ec = p7->d.encrypted != NULL ? p7->d.encrypted->enc_data : NULL;
+    long iter;
+    int known;
 
     if (ec == NULL || ec->algorithm == NULL || ec->enc_data == NULL)
         return -1;
+    known = pbe_iterations(ec->algorithm, &iter);
+    if (known == 1)
+        return 1;
+    if (known == 0 && iter < 1)
+        return -2;
     for (int f = 0; f < ld->nforms; f++) {
         unsigned char *out = NULL;
         int n = 0;
+        if (known == 0) {
+            if (iter > ld->kdf_budget)
+                return -2;
+            ld->kdf_budget -= iter;
+        }
         if (PKCS12_pbe_crypt_ex(ec->algorithm, ld->forms[f], ld->passlen, ec->enc_data->data,
                                 ec->enc_data->length, &out, &n, 0, NULL, NULL) == NULL)
             continue;
@@ -555,6 +609,11 @@ static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
         unsigned char *plain = NULL;
         size_t n = 0;
         int r = decrypt_content(ld, p7, &plain, &n);
+        if (r == -2)
+            return ak_fail(e, AK_ECORRUPT,
+                           "content %d: its encryption asks for an iteration count outside 1 to "
+                           "%ld in all; the file is damaged or was made to stall apikey",
+                           i + 1, (long)KDF_BUDGET);
         if (r < 0)
             return ak_fail(e, AK_ECORRUPT, "content %d: its encrypted data is missing", i + 1);
         if (r == 0) {
@@ -634,10 +693,10 @@ static int check_mac(loader *ld, PKCS12 *p12, const char *pass, ak_err *e)
     if (iter != NULL) {
         long n = ASN1_INTEGER_get(iter);
         ERR_clear_error();
-        if (n < 1 || n > MAC_ITER_MAX)
+        if (n < 1 || n > AK_ITER_MAX)
             return ak_fail(e, AK_ECORRUPT,
                            "its integrity check (MAC) asks for %ld iterations, outside 1 to %ld", n,
-                           MAC_ITER_MAX);
+                           AK_ITER_MAX);
     }
     if (ld->passlen > 0) {
         ld->forms[0] = pass;
@@ -676,6 +735,7 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
     if (passlen > INT_MAX || (passlen > 0 && pass == NULL))
         return ak_fail(e, AK_EINVALID, "the password is too long");
     ld.passlen = (int)passlen;
+    ld.kdf_budget = KDF_BUDGET;
     ERR_clear_error();
     if (oids_init(&ld.oid, e) != 0)
         return -1;

@@ -194,9 +194,9 @@ static void try_wrapped(STACK_OF(PKCS12_SAFEBAG) *bags, int encrypt, const char 
                         size_t passlen)
 {
     STACK_OF(PKCS7) *safes = sk_PKCS7_new_null();
-    PKCS7 *ci = encrypt ? PKCS12_pack_p7encdata(NID_aes_256_cbc, pass, (int)passlen, NULL, 0, 1,
-                                                bags)
-                        : PKCS12_pack_p7data(bags);
+    PKCS7 *ci = encrypt
+                    ? PKCS12_pack_p7encdata(NID_aes_256_cbc, pass, (int)passlen, NULL, 0, 1, bags)
+                    : PKCS12_pack_p7data(bags);
     PKCS12 *p12 = NULL;
     unsigned char *der = NULL;
     int len = 0;
@@ -221,9 +221,8 @@ done:
 static void try_safecontents(const unsigned char *data, size_t size)
 {
     const unsigned char *p = data;
-    STACK_OF(PKCS12_SAFEBAG) *bags =
-        (STACK_OF(PKCS12_SAFEBAG) *)ASN1_item_d2i(NULL, &p, (long)size,
-                                                  ASN1_ITEM_rptr(PKCS12_SAFEBAGS));
+    STACK_OF(PKCS12_SAFEBAG) *bags = (STACK_OF(PKCS12_SAFEBAG) *)ASN1_item_d2i(
+        NULL, &p, (long)size, ASN1_ITEM_rptr(PKCS12_SAFEBAGS));
     if (bags == NULL) {
         ERR_clear_error();
         return;

@@ -91,11 +91,10 @@ static void check_gentime(const char *s, size_t n)
     CHECK((got == 0) == ok, "gentime %.*s: parser says %d, oracle %d", (int)n, s, got, ok);
     if (got != 0)
         return;
-    CHECK(t == want, "gentime %.*s: %lld, oracle %lld", (int)n, s, (long long)t,
-          (long long)want);
+    CHECK(t == want, "gentime %.*s: %lld, oracle %lld", (int)n, s, (long long)t, (long long)want);
     time_format_gentime(t, buf, sizeof buf);
-    CHECK(strlen(buf) == n && memcmp(buf, s, n) == 0, "gentime %.*s formats back as %s",
-          (int)n, s, buf);
+    CHECK(strlen(buf) == n && memcmp(buf, s, n) == 0, "gentime %.*s formats back as %s", (int)n, s,
+          buf);
 }
 
 static int iso_shape(const char *s, size_t n)
@@ -122,11 +121,10 @@ static void check_iso_utc(const char *s, size_t n)
         CHECK((got == 0) == ok, "iso %.*s: parser says %d, oracle %d", (int)n, s, got, ok);
         if (got != 0)
             return;
-        CHECK(t == want, "iso %.*s: %lld, oracle %lld", (int)n, s, (long long)t,
-              (long long)want);
+        CHECK(t == want, "iso %.*s: %lld, oracle %lld", (int)n, s, (long long)t, (long long)want);
         time_format_utc(t, buf, sizeof buf);
-        CHECK(strlen(buf) == n && memcmp(buf, s, n) == 0, "iso %.*s formats back as %s", (int)n,
-              s, buf);
+        CHECK(strlen(buf) == n && memcmp(buf, s, n) == 0, "iso %.*s formats back as %s", (int)n, s,
+              buf);
     } else if (n == 25 && (s[19] == '+' || s[19] == '-') && s[22] == ':') {
         int oh = num(s + 20, 2), om = num(s + 23, 2);
         int ok = iso_shape(s, n) && iso_oracle_utc(s, &want) == 0 && oh >= 0 && oh <= 14 &&
@@ -138,8 +136,7 @@ static void check_iso_utc(const char *s, size_t n)
         CHECK((got == 0) == ok, "iso %.*s: parser says %d, oracle %d", (int)n, s, got, ok);
         if (got != 0)
             return;
-        CHECK(t == want, "iso %.*s: %lld, oracle %lld", (int)n, s, (long long)t,
-              (long long)want);
+        CHECK(t == want, "iso %.*s: %lld, oracle %lld", (int)n, s, (long long)t, (long long)want);
         time_format_utc(t, buf, sizeof buf);
         CHECK(time_parse_iso(buf, strlen(buf), &back) == 0 && back == t,
               "iso %.*s: its UTC form %s does not parse back", (int)n, s, buf);
@@ -167,13 +164,13 @@ static void check_iso_local(const char *s, size_t n)
         if (i == 0) {
             CHECK((got == 0) == z_ok, "iso %.*s under UTC: %d, its Z form %d", (int)n, s, got,
                   z_ok);
-            CHECK(got != 0 || t == tz_utc, "iso %.*s under UTC: %lld, its Z form %lld", (int)n,
-                  s, (long long)t, (long long)tz_utc);
+            CHECK(got != 0 || t == tz_utc, "iso %.*s under UTC: %lld, its Z form %lld", (int)n, s,
+                  (long long)t, (long long)tz_utc);
         }
         if (got != 0)
             continue;
-        CHECK(t >= 0 && t <= MAX_TIME, "iso %.*s (TZ=%s): %lld out of range", (int)n, s,
-              zones[i], (long long)t);
+        CHECK(t >= 0 && t <= MAX_TIME, "iso %.*s (TZ=%s): %lld out of range", (int)n, s, zones[i],
+              (long long)t);
         time_format_local(t, buf, sizeof buf);
         CHECK(strlen(buf) == n && memcmp(buf, s, n) == 0, "iso %.*s (TZ=%s) formats back as %s",
               (int)n, s, zones[i], buf);

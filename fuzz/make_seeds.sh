@@ -34,7 +34,7 @@ fi
 
 # Ours: records, keystores written by p12_save, and SafeContents mixing our bags with others.
 "${CC:-cc}" -D_GNU_SOURCE -I"$root/csrc" "$here/seeds.c" "$root/csrc/p12.c" \
-    "$root/csrc/record.c" "$root/csrc/der.c" "$root/csrc/entries.c" "$root/csrc/error.c" "$root/csrc/timeutil.c" \
-    -lcrypto -o "$tmp/seeds"
+    "$root/csrc/record.c" "$root/csrc/der.c" "$root/csrc/entries.c" "$root/csrc/error.c" \
+    "$root/csrc/timeutil.c" -lcrypto -o "$tmp/seeds"
 "$tmp/seeds" "$here/corpus/record" "$p12" "$p12/openssl-cert-key"
 ls "$here/corpus/record" "$p12"

@@ -85,8 +85,7 @@ static void write_records(const char *dir)
 
 static void add_entries(ak_entries *es, int n)
 {
-    static const char *const aliases[] = {"ci-bot", "Grafana", "metrics-\xc3\xa9t\xc3\xa9",
-                                          "a"};
+    static const char *const aliases[] = {"ci-bot", "Grafana", "metrics-\xc3\xa9t\xc3\xa9", "a"};
     ak_err e;
     for (int i = 0; i < n; i++) {
         ak_record r = record(i, i % 2);
@@ -170,16 +169,15 @@ int main(int argc, char **argv)
     write_safecontents(argv[2], "safecontents-2-keys", bags);
     {
         /* One of ours, a foreign secret (another type OID), and a bag with no friendlyName. */
-        PKCS12_SAFEBAG *other =
-            PKCS12_SAFEBAG_create_secret(NID_data, V_ASN1_OCTET_STRING,
-                                         (const unsigned char *)"\x04\x03xyz", 5);
+        PKCS12_SAFEBAG *other = PKCS12_SAFEBAG_create_secret(
+            NID_data, V_ASN1_OCTET_STRING, (const unsigned char *)"\x04\x03xyz", 5);
         ak_record r = record(3, 1);
         unsigned char *der;
         if (other == NULL || record_encode(&r, &der, &len) != 0)
             die("foreign bag");
         sk_PKCS12_SAFEBAG_push(bags, other);
-        sk_PKCS12_SAFEBAG_push(bags, PKCS12_SAFEBAG_create_secret(nid, V_ASN1_OCTET_STRING, der,
-                                                                  (int)len));
+        sk_PKCS12_SAFEBAG_push(
+            bags, PKCS12_SAFEBAG_create_secret(nid, V_ASN1_OCTET_STRING, der, (int)len));
         OPENSSL_free(der);
     }
     write_safecontents(argv[2], "safecontents-mixed", bags);

@@ -203,6 +203,17 @@ describe("apikey list", function()
             .. "a-first-by-name ********************" .. k3:sub(-4) .. " (No expiration)\n", out)
     end)
 
+    it("escapes control characters of an alias that another tool wrote (list and verify)", function()
+        local ks = keystore(finally)
+        local writer = assert(require("apikey.core").open(ks))
+        local key = assert(writer:create("evil\27[2Jalias", os.time()))
+        writer:close()
+        local out, err, code = run { "list", "--keystore", ks }
+        assert.same({ "", 0 }, { err, code })
+        assert.equal("evil\\x1B[2Jalias ********************" .. key:sub(-4) .. " (No expiration)\n", out)
+        assert.same({ "evil\\x1B[2Jalias\n", "", 0 }, { run { "verify", key, "--keystore", ks } })
+    end)
+
     it("prints dates in local time", function()
         local ks = keystore(finally)
         create(ks, "k", { "--expires-on", "2099-07-01T12:00:00Z" })
@@ -293,6 +304,14 @@ describe("apikey revoke", function()
     it("escapes control characters of an unknown alias in that line", function()
         local ks = keystore(finally)
         assert.same({ "", "No API key found with alias 'a\\x1B[2Jb'.\n", 1 }, { run { "revoke", "a\27[2Jb", "--keystore", ks } })
+    end)
+
+    it("masks a key pasted as the alias in that line, so that the key does not reach a log", function()
+        local ks = keystore(finally)
+        local key = create(ks, "mcp-openai")
+        local out, err, code = run { "revoke", key:upper(), "--keystore", ks }
+        assert.same({ "", 1 }, { out, code })
+        assert.equal("No API key found with alias '********************" .. key:sub(-4):upper() .. "'.\n", err)
     end)
 
     it("prints 'No API key found with alias ...' when the keystore does not exist, and creates nothing", function()

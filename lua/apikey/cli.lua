@@ -147,7 +147,8 @@ function commands.list(ks, args, ctx)
         ctx.say("No API keys found.")
     else
         for _, e in ipairs(entries) do
-            ctx.say(("%s %s (%s)"):format(e.alias, e.masked, expiry_text(e)))
+            -- Another tool may have written any text as an alias: never raw to a terminal.
+            ctx.say(("%s %s (%s)"):format(printable(e.alias, true), e.masked, expiry_text(e)))
         end
     end
     return 0
@@ -172,7 +173,7 @@ function commands.verify(ks, args, ctx)
     end
     local entry, why = ks:verify(key)
     if entry then
-        ctx.say(entry.alias)
+        ctx.say(printable(entry.alias, true))
         return 0
     end
     ctx.err:write(why, "\n")

@@ -53,8 +53,12 @@ end
 local H = "%x"
 local KEY_SHAPE = H:rep(8) .. "%-" .. H:rep(4) .. "%-" .. H:rep(4) .. "%-" .. H:rep(4) .. "%-"
     .. H:rep(8) .. "(" .. H:rep(4) .. ")"
-function apikey.printable(s)
-    s = s:gsub(KEY_SHAPE, function(hint) return ("*"):rep(20) .. hint end)
+-- keep_keys: leave key-shaped text as it is (for aliases read from the keystore, which are
+-- names, not pasted input).
+function apikey.printable(s, keep_keys)
+    if not keep_keys then
+        s = s:gsub(KEY_SHAPE, function(hint) return ("*"):rep(20) .. hint end)
+    end
     local out, used, i = {}, 0, 1
     while i <= #s do
         local b = s:byte(i)
