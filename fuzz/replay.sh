@@ -17,14 +17,7 @@ cc=${CC:-cc}
 cflags="-g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer"
 cflags="$cflags -fsanitize=address,undefined -fno-sanitize-recover=all"
 
-mkdir -p "$out/obj"
-rm -f "$out/obj"/*.o "$out/libcore.a"
-for src in "$root"/csrc/*.c; do
-    case $src in */binding.c) continue ;; esac
-    # shellcheck disable=SC2086
-    "$cc" $cflags -I"$root/csrc" -c "$src" -o "$out/obj/$(basename "$src" .c).o"
-done
-ar rcs "$out/libcore.a" "$out"/obj/*.o
+. "$here/build.sh"
 
 # A sanitizer report fails the run; leaks count (LSan is on by default with ASan).
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}
@@ -35,19 +28,10 @@ export ASAN_OPTIONS UBSAN_OPTIONS
 limit=
 command -v timeout >/dev/null 2>&1 && limit="timeout ${FUZZ_REPLAY_TIMEOUT:-300}"
 
-# fuzz_verify goes through the Lua binding: it also needs binding.c and liblua.
-lua_cflags=$(pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
-lua_libs=$(pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
-
 status=0
 for name in $names; do
     bin=$out/replay_$name
-    binding=''
-    libs=''
-    if [ "$name" = verify ]; then
-        binding="$lua_cflags $root/csrc/binding.c"
-        libs=$lua_libs
-    fi
+    harness_deps "$name"
     # shellcheck disable=SC2086
     "$cc" $cflags -I"$root/csrc" "$here/standalone.c" "$here/fuzz_$name.c" $binding \
         "$out/libcore.a" -lcrypto -luuid $libs -o "$bin"

@@ -19,29 +19,12 @@ cc=${CC:-clang}
 
 cflags="-g -O1 -D_GNU_SOURCE -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all"
 
-# The core but the Lua binding, as an archive: each harness links only the files it needs.
-mkdir -p "$out/obj"
-rm -f "$out/obj"/*.o "$out/libcore.a"
-for src in "$root"/csrc/*.c; do
-    case $src in */binding.c) continue ;; esac
-    # shellcheck disable=SC2086
-    "$cc" $cflags -I"$root/csrc" -c "$src" -o "$out/obj/$(basename "$src" .c).o"
-done
-ar rcs "$out/libcore.a" "$out"/obj/*.o
-
-# fuzz_verify goes through the Lua binding: it also needs binding.c and liblua.
-lua_cflags=$(pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
-lua_libs=$(pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
+. "$here/build.sh"
 
 status=0
 for name in $names; do
     bin=$out/fuzz_$name
-    binding=''
-    libs=''
-    if [ "$name" = verify ]; then
-        binding="$lua_cflags $root/csrc/binding.c"
-        libs=$lua_libs
-    fi
+    harness_deps "$name"
     echo "== $name: building"
     # shellcheck disable=SC2086
     "$cc" $cflags -fsanitize=fuzzer -I"$root/csrc" "$here/fuzz_$name.c" $binding \
