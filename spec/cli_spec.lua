@@ -586,6 +586,13 @@ describe("apikey usage", function()
         end
     end)
 
+    it("--help names the default keystore of this installation", function()
+        local out = run { "--help" }
+        local path = h.prefix .. "/security/metricshub-keystore.p12"
+        -- argparse wraps long lines: compare without the line breaks and indentation.
+        assert.truthy(out:gsub("%s*\n%s*", ""):find(path:gsub("%s", ""), 1, true), out)
+    end)
+
     it("create --help prints create's options, exit 0", function()
         local out, err, code = run { "create", "--help" }
         assert.same({ "", 0 }, { err, code })

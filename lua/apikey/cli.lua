@@ -25,8 +25,8 @@ Environment:
 Exit status: 0 done, 1 the operation failed, 2 a usage error.]]
 
 -- Builds the parser; the returned table records --help and --version, which are handled
--- by main (argparse's own would call os.exit).
-local function build_parser()
+-- by main (argparse's own would call os.exit). default_keystore: the path --help shows.
+local function build_parser(default_keystore)
     local asked = {}
     local function common(p, root)
         p:add_help(false):help_max_width(80)
@@ -35,8 +35,8 @@ local function build_parser()
         end)
         -- Accepted before and after the command name: the root's go to other targets,
         -- as argparse resets a target the command also defines.
-        p:option("--keystore", "The keystore file (default: APIKEY_KEYSTORE, then PREFIX/security/"
-            .. KEYSTORE_NAME .. ").")
+        p:option("--keystore", "The keystore file (default: APIKEY_KEYSTORE, then "
+            .. default_keystore .. ").")
             :argname("PATH"):target(root and "root_keystore" or "keystore")
         p:option("--password-file", "A file whose first line is the keystore's password "
             .. "(default: APIKEY_KEYSTORE_PASSWORD, else none).")
@@ -209,7 +209,9 @@ function cli.main(argv, opts)
         return status or 1
     end
 
-    local parser, asked = build_parser()
+    local default_keystore = opts.prefix
+        and opts.prefix:gsub("/$", "") .. "/security/" .. KEYSTORE_NAME
+    local parser, asked = build_parser(default_keystore or "PREFIX/security/" .. KEYSTORE_NAME)
     local ok, args = parser:pparse(table.move(argv, 1, #argv, 1, {}))
     if asked.help then
         stdout:write(asked.help:get_help(), "\n")
@@ -235,11 +237,10 @@ function cli.main(argv, opts)
         end
     end
     if not path then
-        local prefix = opts.prefix
-        if not prefix then
+        path = default_keystore
+        if not path then
             return fail("no keystore given; use --keystore PATH or set APIKEY_KEYSTORE")
         end
-        path = prefix:gsub("/$", "") .. "/security/" .. KEYSTORE_NAME
     end
 
     local password
