@@ -208,8 +208,10 @@ void storage_unlock(ak_lock *lk);
 
 /*
  * Replaces the file atomically: mkstemp "PATH.tmp-XXXXXX" in the same folder (0600), write
- * all, fsync, rename over PATH, fsync the folder. On any failure the temp file is removed and
- * PATH is untouched. Never truncates or writes PATH in place. Returns 0, or -1 with e.
+ * all, fsync, rename over PATH, fsync the folder. On any failure before the rename the temp file
+ * is removed and PATH is untouched. Never truncates or writes PATH in place. Returns 0; 1 with e
+ * when PATH was replaced but the fsync of the folder failed (the change is made and seen by every
+ * reader, but may not survive a power loss); -1 with e otherwise.
  */
 int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_err *e);
 
@@ -252,6 +254,10 @@ typedef struct {
     int failed;
     ak_stamp failed_stamp;
     ak_err failed_err;
+    /* Set by the last create or revoke when it was made but could not be confirmed on disk
+     * (storage_replace returned 1): what the caller should tell the user. */
+    int warned;
+    ak_err warning;
 } ak_keystore;
 
 /* Loads path (a missing file is an empty keystore; nothing is written until a change).

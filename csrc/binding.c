@@ -110,7 +110,16 @@ static int core_open(lua_State *L)
     return 1;
 }
 
-/* ks:create(alias, created [, expires]) -> key, entry */
+/* After a change that was made but not confirmed on disk, pushes the warning and returns 1. */
+static int push_warning(lua_State *L, const keystore_ud *u)
+{
+    if (!u->ks.warned)
+        return 0;
+    lua_pushstring(L, u->ks.warning.msg);
+    return 1;
+}
+
+/* ks:create(alias, created [, expires]) -> key, entry [, warning] */
 static int keystore_create_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L);
@@ -127,10 +136,10 @@ static int keystore_create_l(lua_State *L)
     lua_pushlstring(L, key, AK_KEY_LEN);
     OPENSSL_cleanse(key, sizeof key);
     push_entry(L, &u->ks.entries.v[index]);
-    return 2;
+    return 2 + push_warning(L, u);
 }
 
-/* ks:revoke(alias) -> true */
+/* ks:revoke(alias) -> true [, warning] */
 static int keystore_revoke_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L);
@@ -142,7 +151,7 @@ static int keystore_revoke_l(lua_State *L)
         return push_failure(L, &e);
     cache_reset(L, 1);
     lua_pushboolean(L, 1);
-    return 1;
+    return 1 + push_warning(L, u);
 }
 
 /* ks:list() -> { entry, ... } in creation order; fresh tables the caller may change */

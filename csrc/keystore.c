@@ -201,7 +201,12 @@ static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
     }
     rc = storage_replace(ks->path, der, len, e);
     OPENSSL_free(der);
-    if (rc != 0 || storage_stamp(ks->path, &s->stamp, e) != 0) {
+    /* 1: the file is replaced, only its folder's sync failed. The change is made: report it
+     * as made, with the warning, rather than hide a key that is in the file. */
+    ks->warned = rc == 1;
+    if (ks->warned)
+        ks->warning = *e;
+    if (rc < 0 || storage_stamp(ks->path, &s->stamp, e) != 0) {
         snapshot_free(s);
         return -1;
     }

@@ -488,7 +488,7 @@ int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_e
         goto done;
     }
     made = 0; /* the temp file is PATH now */
-    rc = sync_folder(dir, path, e);
+    rc = sync_folder(dir, path, e) == 0 ? 0 : 1;
 done:
     if (fd >= 0)
         close(fd);

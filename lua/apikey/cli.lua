@@ -133,6 +133,7 @@ function commands.create(ks, args, ctx)
     ctx.say(("API key created for alias '%s': %s (%s)")
         :format(entry.alias, key, expiry_text(entry)))
     ctx.say("Please store this key securely, as it will not be shown again.")
+    ctx.warn(code)
     return 0
 end
 
@@ -158,6 +159,7 @@ function commands.revoke(ks, args, ctx)
     local ok, msg, code = ks:revoke(args.alias)
     if ok then
         ctx.say(("API key '%s' has been revoked."):format(args.alias))
+        ctx.warn(msg)
         return 0
     elseif code == "notfound" then
         ctx.err:write(("No API key found with alias '%s'.\n"):format(printable(args.alias)))
@@ -274,6 +276,12 @@ function cli.main(argv, opts)
         err = stderr,
         stdin = opts.stdin or io.stdin,
         fail = fail_op,
+        -- A change that was made but not confirmed on disk: done, and said on stderr.
+        warn = function(msg)
+            if msg then
+                fail("warning: " .. msg .. "; the change is made")
+            end
+        end,
     })
 end
 

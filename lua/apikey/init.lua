@@ -252,7 +252,7 @@ function Keystore:create(alias, opts)
     if not key then
         return nil, entry, code
     end
-    return key, describe(entry, now)
+    return key, describe(entry, now), code -- code: nil, or the warning of a change not synced
 end
 
 --- The entries in creation order, each { alias, hint, masked, created, expires, expired },
