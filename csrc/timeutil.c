@@ -92,6 +92,23 @@ static int seconds_local(const civil *c, int64_t *out)
     return 0;
 }
 
+/* Where year, month, day, hour, minute and second start in each form. */
+static const int iso_at[6] = {0, 5, 8, 11, 14, 17};    /* YYYY-MM-DDThh:mm:ss */
+static const int gentime_at[6] = {0, 4, 6, 8, 10, 12}; /* YYYYMMDDhhmmssZ */
+
+/* Reads the six fields at the offsets given (the caller has checked the length) and checks
+ * that they make a real date and time. 0, or -1. */
+static int read_civil(const char *s, const int at[6], civil *c)
+{
+    c->year = digits(s + at[0], 4);
+    c->month = digits(s + at[1], 2);
+    c->day = digits(s + at[2], 2);
+    c->hour = digits(s + at[3], 2);
+    c->min = digits(s + at[4], 2);
+    c->sec = digits(s + at[5], 2);
+    return civil_valid(c) ? 0 : -1;
+}
+
 int time_parse_iso(const char *s, size_t len, int64_t *out)
 {
     civil c;
@@ -99,13 +116,7 @@ int time_parse_iso(const char *s, size_t len, int64_t *out)
 
     if (len < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
         return -1;
-    c.year = digits(s, 4);
-    c.month = digits(s + 5, 2);
-    c.day = digits(s + 8, 2);
-    c.hour = digits(s + 11, 2);
-    c.min = digits(s + 14, 2);
-    c.sec = digits(s + 17, 2);
-    if (!civil_valid(&c))
+    if (read_civil(s, iso_at, &c) != 0)
         return -1;
 
     if (len == 19) {
@@ -168,13 +179,7 @@ int time_parse_gentime(const char *s, size_t len, int64_t *out)
     civil c;
     if (len != 15 || s[14] != 'Z')
         return -1;
-    c.year = digits(s, 4);
-    c.month = digits(s + 4, 2);
-    c.day = digits(s + 6, 2);
-    c.hour = digits(s + 8, 2);
-    c.min = digits(s + 10, 2);
-    c.sec = digits(s + 12, 2);
-    if (!civil_valid(&c))
+    if (read_civil(s, gentime_at, &c) != 0)
         return -1;
     *out = seconds_utc(&c);
     return 0;
