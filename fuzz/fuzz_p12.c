@@ -25,17 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TIME INT64_C(253402300799)
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_p12: check failed: %s: ", #cond);                                \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define HARNESS "fuzz_p12"
+#include "fuzz.h"
 
 static const struct {
     const char *pass;

@@ -16,17 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_TIME INT64_C(253402300799)
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_record: check failed: %s: ", #cond);                             \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define HARNESS "fuzz_record"
+#include "fuzz.h"
 
 static void check_sane(const ak_record *r, const char *what)
 {

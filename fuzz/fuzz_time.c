@@ -18,17 +18,8 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_TIME INT64_C(253402300799)
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_time: check failed: %s: ", #cond);                               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define HARNESS "fuzz_time"
+#include "fuzz.h"
 
 /* POSIX rules need no zone files: UTC, Europe, US, a half-hour zone with a half-hour shift
  * (Lord Howe), and the extremes of real offsets. */

@@ -21,15 +21,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "fuzz_verify: check failed: %s: ", #cond);                             \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
+#define HARNESS "fuzz_verify"
+#include "fuzz.h"
 
 int luaopen_apikey_core(lua_State *L);
 

@@ -1,0 +1,25 @@
+/*
+ * fuzz.h: what every harness shares. A harness defines HARNESS (its name, "fuzz_p12") before
+ * including this. CHECK aborts with one line that run.sh and replay.sh recognise, so that a
+ * failed check is kept as a crashing input like any memory error.
+ */
+#ifndef FUZZ_H
+#define FUZZ_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+/* 9999-12-31T23:59:59Z: the last second the core accepts. */
+#define MAX_TIME INT64_C(253402300799)
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, HARNESS ": check failed: %s: ", #cond);                                \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#endif
