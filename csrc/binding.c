@@ -1,7 +1,9 @@
 /*
- * binding.c: the Lua 5.4 binding, module `apikey.core`. Mechanism only: argument checks,
- * conversion between C and Lua values, and the Keystore userdata. Policy (defaults, alias
- * rules, date options, formatting) lives in lua/apikey/init.lua.
+ * binding.c: the Lua 5.4 binding, module `apikey.core`. Mechanism only: conversion between C
+ * and Lua values, the Keystore userdata and its methods, and the core's limits as constants
+ * (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options, formatting) lives in
+ * lua/apikey/init.lua, which adds `create` to the same methods table (core.Keystore), so that
+ * apikey.open returns this userdata itself.
  *
  * Misuse (a wrong argument type, a closed keystore) raises; a failure the caller must handle
  * returns fail, message, code.
@@ -16,24 +18,40 @@
 #include <time.h>
 
 #define KEYSTORE_MT "apikey.Keystore"
-#define DEFAULT_ITERATIONS 2048
-#define DEFAULT_LOCK_TIMEOUT_MS 10000
+#define MASK_STARS "********************" /* 20 stars, then the hint: how a key is shown */
+#define LOCK_TIMEOUT_MAX_MS 86400000     /* a day */
+#ifndef AK_TIME_MAX
+#define AK_TIME_MAX INT64_C(253402300799)
+#endif
 
 typedef struct {
     ak_keystore ks;
     int open;
 } keystore_ud;
 
-static keystore_ud *check_keystore(lua_State *L)
+/* The keystore a method is called on, open. fname names the method in the error: called
+ * through pcall(ks.list, ks), Lua itself could not name it. */
+static keystore_ud *check_keystore(lua_State *L, const char *fname)
 {
-    keystore_ud *u = luaL_checkudata(L, 1, KEYSTORE_MT);
-    luaL_argcheck(L, u->open, 1, "the keystore is closed");
+    keystore_ud *u = luaL_testudata(L, 1, KEYSTORE_MT);
+    if (u == NULL)
+        luaL_error(L, "bad argument #1 to '%s' (apikey keystore expected, got %s)", fname,
+                   luaL_typename(L, 1));
+    else if (!u->open)
+        luaL_error(L, "bad argument #1 to '%s' (the keystore is closed)", fname);
     return u;
+}
+
+/* A string argument, and only a string: a number is not taken for a key or an alias. */
+static const char *check_string(lua_State *L, int arg, size_t *len)
+{
+    luaL_checktype(L, arg, LUA_TSTRING);
+    return lua_tolstring(L, arg, len);
 }
 
 static const char *check_text(lua_State *L, int arg, size_t *len)
 {
-    const char *s = luaL_checklstring(L, arg, len);
+    const char *s = check_string(L, arg, len);
     luaL_argcheck(L, strlen(s) == *len, arg, "contains a NUL byte");
     return s;
 }
@@ -46,23 +64,32 @@ static int push_failure(lua_State *L, const ak_err *e)
     return 3;
 }
 
-static void push_entry(lua_State *L, const ak_entry *en)
+/* An entry as every method returns it: { alias, hint, masked, created, expires, expired },
+ * complete when it is made, so that no layer above adds to a table another caller holds.
+ * expired is judged at now. */
+static void push_entry(lua_State *L, const ak_entry *en, int64_t now)
 {
-    lua_createtable(L, 0, 4);
+    lua_createtable(L, 0, 6);
     lua_pushlstring(L, en->alias, en->alias_len);
     lua_setfield(L, -2, "alias");
     lua_pushstring(L, en->rec.hint);
     lua_setfield(L, -2, "hint");
+    lua_pushfstring(L, MASK_STARS "%s", en->rec.hint);
+    lua_setfield(L, -2, "masked");
     lua_pushinteger(L, (lua_Integer)en->rec.created);
     lua_setfield(L, -2, "created");
     if (en->rec.expires != AK_NO_EXPIRY) {
         lua_pushinteger(L, (lua_Integer)en->rec.expires);
         lua_setfield(L, -2, "expires");
     }
+    lua_pushboolean(L, en->rec.expires != AK_NO_EXPIRY && en->rec.expires <= now);
+    lua_setfield(L, -2, "expired");
 }
 
 /* verify returns one table per entry, made on first use and kept in the userdata's user value
- * (so a server's hot path allocates nothing). Any change of content drops the cache. */
+ * (so a server's hot path allocates nothing). Any change of content drops the cache; a
+ * table handed out is never changed. verify returns valid keys only, so a cached entry's
+ * expired is false. */
 static void cache_reset(lua_State *L, int ud)
 {
     lua_newtable(L);
@@ -75,30 +102,29 @@ static void push_cached_entry(lua_State *L, const keystore_ud *u, const ak_entry
     lua_getiuservalue(L, 1, 1);
     if (lua_rawgeti(L, -1, i) == LUA_TNIL) {
         lua_pop(L, 1);
-        push_entry(L, en);
+        push_entry(L, en, INT64_MIN);
         lua_pushvalue(L, -1);
         lua_rawseti(L, -3, i);
     }
     lua_remove(L, -2);
 }
 
-/* core.open(path [, password [, iterations [, lock_timeout_ms]]]) */
+/* core.open(path, password, iterations, lock_timeout_ms): apikey.open checks the options a
+ * caller gives and fills in the defaults; these checks only keep the C side safe. */
 static int core_open(lua_State *L)
 {
-    size_t path_len, pass_len = 0;
+    size_t path_len, pass_len;
     const char *path = check_text(L, 1, &path_len);
-    const char *pass = lua_isnoneornil(L, 2) ? "" : luaL_checklstring(L, 2, &pass_len);
-    lua_Integer iter = luaL_optinteger(L, 3, DEFAULT_ITERATIONS);
-    lua_Integer timeout = luaL_optinteger(L, 4, DEFAULT_LOCK_TIMEOUT_MS);
+    const char *pass = check_string(L, 2, &pass_len);
+    lua_Integer iter = luaL_checkinteger(L, 3);
+    lua_Integer timeout = luaL_checkinteger(L, 4);
     keystore_ud *u;
     ak_err e;
 
     luaL_argcheck(L, path_len > 0, 1, "empty path");
     /* No more than p12_load accepts: a file written with more could not be read again. */
-    if (iter < 1 || iter > AK_ITER_MAX)
-        return luaL_argerror(
-            L, 3, lua_pushfstring(L, "iterations out of range (1 to %d)", (int)AK_ITER_MAX));
-    luaL_argcheck(L, timeout >= 0 && timeout <= 86400000, 4, "lock timeout out of range");
+    luaL_argcheck(L, iter >= 1 && iter <= AK_ITER_MAX, 3, "iterations out of range");
+    luaL_argcheck(L, timeout >= 0 && timeout <= LOCK_TIMEOUT_MAX_MS, 4, "lock timeout out of range");
     /* The userdata exists, marked closed, before the resources it will own. */
     u = lua_newuserdatauv(L, sizeof *u, 1);
     memset(u, 0, sizeof *u);
@@ -110,21 +136,24 @@ static int core_open(lua_State *L)
     return 1;
 }
 
-/* After a change that was made but not confirmed on disk, pushes the warning and returns 1. */
-static int push_warning(lua_State *L, const keystore_ud *u)
+/* ks:warning() -> the warning of the last create or revoke, when the change was made but not
+ * confirmed on disk (the folder could not be synced), or nil. */
+static int keystore_warning_l(lua_State *L)
 {
+    keystore_ud *u = check_keystore(L, "warning");
     if (!u->ks.warned)
         return 0;
     lua_pushstring(L, u->ks.warning.msg);
     return 1;
 }
 
-/* ks:create(alias, created [, expires]) -> key, entry [, warning] */
-static int keystore_create_l(lua_State *L)
+/* core.create(ks, alias, created [, expires]) -> key, entry: the mechanism under ks:create,
+ * which apikey adds to the methods with its policy (alias rules, dates). */
+static int core_create(lua_State *L)
 {
-    keystore_ud *u = check_keystore(L);
+    keystore_ud *u = check_keystore(L, "create");
     size_t alias_len, index = 0;
-    const char *alias = luaL_checklstring(L, 2, &alias_len);
+    const char *alias = check_string(L, 2, &alias_len);
     lua_Integer created = luaL_checkinteger(L, 3);
     lua_Integer expires = lua_isnoneornil(L, 4) ? AK_NO_EXPIRY : luaL_checkinteger(L, 4);
     char key[AK_KEY_LEN + 1];
@@ -135,32 +164,41 @@ static int keystore_create_l(lua_State *L)
     cache_reset(L, 1);
     lua_pushlstring(L, key, AK_KEY_LEN);
     OPENSSL_cleanse(key, sizeof key);
-    push_entry(L, &u->ks.entries.v[index]);
-    return 2 + push_warning(L, u);
+    push_entry(L, &u->ks.entries.v[index], created);
+    return 2;
 }
 
-/* ks:revoke(alias) -> true [, warning] */
+/* ks:revoke(alias) -> true (then ks:warning() tells whether it was confirmed on disk) */
 static int keystore_revoke_l(lua_State *L)
 {
-    keystore_ud *u = check_keystore(L);
+    keystore_ud *u = check_keystore(L, "revoke");
     size_t alias_len;
-    const char *alias = luaL_checklstring(L, 2, &alias_len);
+    const char *alias = check_string(L, 2, &alias_len);
     ak_err e;
 
     if (keystore_revoke(&u->ks, alias, alias_len, &e) != 0)
         return push_failure(L, &e);
     cache_reset(L, 1);
     lua_pushboolean(L, 1);
-    return 1 + push_warning(L, u);
+    return 1;
 }
 
-/* ks:list() -> { entry, ... } in creation order; fresh tables the caller may change */
+/* ks:list() -> { entry, ... } in creation order, after picking up any change to the file;
+ * fresh tables the caller may change */
 static int keystore_list_l(lua_State *L)
 {
-    keystore_ud *u = check_keystore(L);
+    keystore_ud *u = check_keystore(L, "list");
+    int64_t now = (int64_t)time(NULL);
+    int changed = 0;
+    ak_err e;
+
+    if (keystore_refresh(&u->ks, &changed, &e) != 0)
+        return push_failure(L, &e);
+    if (changed)
+        cache_reset(L, 1);
     lua_createtable(L, (int)u->ks.entries.n, 0);
     for (size_t i = 0; i < u->ks.entries.n; i++) {
-        push_entry(L, &u->ks.entries.v[i]);
+        push_entry(L, &u->ks.entries.v[i], now);
         lua_rawseti(L, -2, (lua_Integer)i + 1);
     }
     return 1;
@@ -182,10 +220,17 @@ static int push_verdict(lua_State *L, const keystore_ud *u, ak_verdict v, const 
  * The entry is shared between calls: treat it as read-only. */
 static int keystore_verify_l(lua_State *L)
 {
-    keystore_ud *u = check_keystore(L);
+    keystore_ud *u = check_keystore(L, "verify");
     size_t len;
-    const char *key = luaL_checklstring(L, 2, &len);
-    int64_t now = lua_isnoneornil(L, 3) ? (int64_t)time(NULL) : (int64_t)luaL_checkinteger(L, 3);
+    const char *key = check_string(L, 2, &len);
+    int64_t now;
+
+    if (lua_isnoneornil(L, 3))
+        now = (int64_t)time(NULL);
+    else {
+        luaL_argcheck(L, lua_isinteger(L, 3), 3, "now must be an integer Unix time");
+        now = (int64_t)lua_tointeger(L, 3);
+    }
     const ak_entry *en;
     ak_verdict v = keystore_verify(&u->ks, key, len, now, &en);
 
@@ -224,9 +269,9 @@ static const char *bearer_token(const char *s, size_t len, size_t *tlen)
  * header is an Authorization value, or nil. */
 static int keystore_authenticate_l(lua_State *L)
 {
-    keystore_ud *u = check_keystore(L);
+    keystore_ud *u = check_keystore(L, "authenticate");
     size_t len, tlen = 0;
-    const char *header = lua_isnil(L, 2) ? NULL : luaL_checklstring(L, 2, &len);
+    const char *header = lua_isnoneornil(L, 2) ? NULL : check_string(L, 2, &len);
     const char *token = header != NULL ? bearer_token(header, len, &tlen) : NULL;
     const ak_entry *en;
     ak_verdict v;
@@ -243,7 +288,7 @@ static int keystore_authenticate_l(lua_State *L)
 /* ks:refresh() -> changed; on failure the last good content stays loaded */
 static int keystore_refresh_l(lua_State *L)
 {
-    keystore_ud *u = check_keystore(L);
+    keystore_ud *u = check_keystore(L, "refresh");
     int changed = 0;
     ak_err e;
 
@@ -257,13 +302,13 @@ static int keystore_refresh_l(lua_State *L)
 
 static int keystore_count_l(lua_State *L)
 {
-    lua_pushinteger(L, (lua_Integer)check_keystore(L)->ks.entries.n);
+    lua_pushinteger(L, (lua_Integer)check_keystore(L, "count")->ks.entries.n);
     return 1;
 }
 
 static int keystore_path_l(lua_State *L)
 {
-    lua_pushstring(L, check_keystore(L)->ks.path);
+    lua_pushstring(L, check_keystore(L, "path")->ks.path);
     return 1;
 }
 
@@ -329,8 +374,8 @@ static int core_clock(lua_State *L)
     return 1;
 }
 
-static const luaL_Reg keystore_methods[] = {{"create", keystore_create_l},
-                                            {"revoke", keystore_revoke_l},
+static const luaL_Reg keystore_methods[] = {{"revoke", keystore_revoke_l},
+                                            {"warning", keystore_warning_l},
                                             {"list", keystore_list_l},
                                             {"verify", keystore_verify_l},
                                             {"authenticate", keystore_authenticate_l},
@@ -347,6 +392,7 @@ static const luaL_Reg keystore_meta[] = {{"__gc", keystore_close_l},
                                          {NULL, NULL}};
 
 static const luaL_Reg core_functions[] = {{"open", core_open},
+                                          {"create", core_create},
                                           {"parse_time", core_parse_time},
                                           {"format_local", core_format_local},
                                           {"format_utc", core_format_utc},
@@ -357,13 +403,28 @@ int luaopen_apikey_core(lua_State *L)
 {
     if (p12_register_oid() == 0)
         return luaL_error(L, "apikey.core: cannot register the record OID with OpenSSL");
+    luaL_newlib(L, core_functions);
     luaL_newmetatable(L, KEYSTORE_MT);
     luaL_setfuncs(L, keystore_meta, 0);
     luaL_newlib(L, keystore_methods);
-    lua_setfield(L, -2, "__index");
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "__index");
+    lua_setfield(L, -3, "Keystore"); /* core.Keystore: the methods, for apikey to extend */
     lua_pop(L, 1);
-    luaL_newlib(L, core_functions);
     lua_pushliteral(L, APIKEY_VERSION);
     lua_setfield(L, -2, "version");
+    /* The limits of the file format and of the core, for the layers above to read. */
+    lua_pushinteger(L, AK_ALIAS_MAX);
+    lua_setfield(L, -2, "ALIAS_MAX");
+    lua_pushinteger(L, (lua_Integer)AK_TIME_MAX);
+    lua_setfield(L, -2, "TIME_MAX");
+    lua_pushinteger(L, (lua_Integer)AK_ITER_MAX);
+    lua_setfield(L, -2, "ITERATIONS_MAX");
+    lua_pushinteger(L, LOCK_TIMEOUT_MAX_MS / 1000);
+    lua_setfield(L, -2, "LOCK_TIMEOUT_MAX");
+    lua_pushinteger(L, AK_KEY_LEN);
+    lua_setfield(L, -2, "KEY_LEN");
+    lua_pushliteral(L, MASK_STARS);
+    lua_setfield(L, -2, "MASK");
     return 1;
 }

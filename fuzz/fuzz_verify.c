@@ -93,9 +93,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     luaL_requiref(L, "apikey.core", luaopen_apikey_core, 0);
     lua_getfield(L, -1, "open");
     lua_pushstring(L, path);
-    lua_pushnil(L);
+    lua_pushliteral(L, "");
     lua_pushinteger(L, 1);
-    CHECK(lua_pcall(L, 3, 2, 0) == LUA_OK && lua_isuserdata(L, -2), "core.open: %s",
+    lua_pushinteger(L, 0);
+    CHECK(lua_pcall(L, 4, 2, 0) == LUA_OK && lua_isuserdata(L, -2), "core.open: %s",
           lua_tostring(L, -1));
     lua_pop(L, 1);
     ks_ref = luaL_ref(L, LUA_REGISTRYINDEX);

@@ -205,8 +205,8 @@ describe("apikey list", function()
 
     it("escapes control characters of an alias that another tool wrote (list and verify)", function()
         local ks = keystore(finally)
-        local writer = assert(require("apikey.core").open(ks))
-        local key = assert(writer:create("evil\27[2Jalias", os.time()))
+        local writer = assert(require("apikey").open { path = ks })
+        local key = assert(require("apikey.core").create(writer, "evil\27[2Jalias", os.time()))
         writer:close()
         local out, err, code = run { "list", "--keystore", ks }
         assert.same({ "", 0 }, { err, code })

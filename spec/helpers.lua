@@ -174,10 +174,10 @@ end
 -- Adds a key that expired an hour ago (the API refuses a past date, the core takes it).
 -- Returns the key.
 function helpers.create_expired(keystore, alias, password)
-    local core = require "apikey.core"
-    local ks = assert(core.open(keystore, password, 1000, 5000))
+    local ks = assert(require("apikey").open { path = keystore, password = password,
+        iterations = 1000, lock_timeout = 5 })
     local now = os.time()
-    local key = assert(ks:create(alias, now - 7200, now - 3600))
+    local key = assert(require("apikey.core").create(ks, alias, now - 7200, now - 3600))
     ks:close()
     return key, now - 3600
 end

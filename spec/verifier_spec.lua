@@ -2,6 +2,7 @@
 -- last good keys when a reload fails, and allocates nothing per check.
 local core = require "apikey.core"
 local verifier = require "apikey.verifier"
+local apikey = require "apikey"
 
 local function sh(cmd)
     local p = assert(io.popen(cmd))
@@ -41,7 +42,7 @@ describe("apikey.verifier", function()
     before_each(function()
         dir = sh("mktemp -d \"${TMPDIR:-/tmp}/apikey-verifier-XXXXXX\"")
         path = dir .. "/keys.p12"
-        writer = assert(core.open(path))
+        writer = assert(apikey.open { path = path })
     end)
 
     after_each(function()
@@ -50,7 +51,7 @@ describe("apikey.verifier", function()
     end)
 
     local function create(alias, expires)
-        local key = assert(writer:create(alias, os.time(), expires))
+        local key = assert(core.create(writer, alias, os.time(), expires))
         return key
     end
 
@@ -82,8 +83,8 @@ describe("apikey.verifier", function()
 
         it("returns nil, a message and 'badpassword' for a wrong password", function()
             local other = dir .. "/locked.p12"
-            local w = assert(core.open(other, "right password"))
-            assert(w:create("ci-bot", os.time()))
+            local w = assert(apikey.open { path = other, password = "right password" })
+            assert(w:create("ci-bot"))
             w:close()
             local v, _, code = verifier.new { path = other, password = "wrong password" }
             assert.is_nil(v)
@@ -255,8 +256,8 @@ describe("apikey.verifier", function()
         it("picks up a keystore that appears after it opened", function()
             local other = dir .. "/later.p12"
             local v = assert(verifier.new { path = other, interval = 0 })
-            local w = assert(core.open(other))
-            local key = assert(w:create("ci-bot", os.time()))
+            local w = assert(apikey.open { path = other })
+            local key = assert(w:create("ci-bot"))
             w:close()
             assert.equal("ci-bot", v:verify(key).alias)
         end)
@@ -289,8 +290,8 @@ describe("apikey.verifier", function()
             assert.equal("ci-bot", v:verify(key).alias)
             write(dir .. "/next.p12", good)
             assert(os.execute("chmod 600 '" .. dir .. "/next.p12'"))
-            local w = assert(core.open(dir .. "/next.p12"))
-            local new = assert(w:create("new-bot", os.time()))
+            local w = assert(apikey.open { path = dir .. "/next.p12" })
+            local new = assert(w:create("new-bot"))
             w:close()
             assert(os.rename(dir .. "/next.p12", path))
             assert.equal("new-bot", v:verify(new).alias)

@@ -79,17 +79,23 @@ local function build_parser(default_keystore)
     return parser, asked
 end
 
--- Reads the password from the first line of a file.
+-- Reads the password from the first line of a file, reading at most PASSWORD_FILE_MAX bytes.
+local PASSWORD_FILE_MAX = 65536
 local function read_password(path)
     local f, err = io.open(path, "rb")
     if not f then
         return nil, ("cannot open the password file %s; check the path given to --password-file")
             :format(err)
     end
-    local data, rerr = f:read("a")
+    local data, rerr = f:read(PASSWORD_FILE_MAX + 1)
     f:close()
-    if not data then
+    if data == nil and rerr then
         return nil, ("cannot read the password file %s: %s"):format(path, rerr)
+    end
+    data = data or ""
+    if #data > PASSWORD_FILE_MAX then
+        return nil, ("the password file %s is over %d KiB; it should hold the password on its "
+            .. "first line"):format(path, PASSWORD_FILE_MAX // 1024)
     end
     local line = data:match("^[^\n]*"):gsub("\r$", "")
     if line == "" then
@@ -130,10 +136,23 @@ function commands.create(ks, args, ctx)
     if not key then
         return ctx.fail(entry, code)
     end
+    local warning = ks:warning()
     ctx.say(("API key created for alias '%s': %s (%s)")
-        :format(entry.alias, key, expiry_text(entry)))
+        :format(printable(entry.alias, true), key, expiry_text(entry)))
     ctx.say("Please store this key securely, as it will not be shown again.")
-    ctx.warn(code)
+    local ok, err = ctx.flush()
+    if not ok then
+        -- Nobody saw the key: it must not stay valid.
+        local revoked, msg = ks:revoke(entry.alias)
+        if revoked then
+            return ctx.report(("cannot write the new key to standard output (%s); the key of "
+                .. "alias '%s' was removed again: nothing was created"):format(err,
+                printable(entry.alias, true)))
+        end
+        return ctx.report(("cannot write the new key to standard output (%s), and removing it "
+            .. "again failed: %s; revoke alias '%s'"):format(err, msg, printable(entry.alias, true)))
+    end
+    ctx.warn(warning)
     return 0
 end
 
@@ -159,10 +178,10 @@ function commands.revoke(ks, args, ctx)
     local ok, msg, code = ks:revoke(args.alias)
     if ok then
         ctx.say(("API key '%s' has been revoked."):format(args.alias))
-        ctx.warn(msg)
+        ctx.warn(ks:warning())
         return 0
     elseif code == "notfound" then
-        ctx.err:write(("No API key found with alias '%s'.\n"):format(printable(args.alias)))
+        ctx.complain(("No API key found with alias '%s'."):format(printable(args.alias)))
         return 1
     end
     return ctx.fail(msg, code)
@@ -178,7 +197,7 @@ function commands.verify(ks, args, ctx)
         ctx.say(printable(entry.alias, true))
         return 0
     end
-    ctx.err:write(why, "\n")
+    ctx.complain(why)
     return 1
 end
 
@@ -193,6 +212,63 @@ local function use_color(stderr, getenv)
     return os.execute("test -t 2") == true
 end
 
+-- A file that is closed at the level of the system (the command started with `>&-`): a seek
+-- then fails with EBADF, where a terminal or a pipe gives ESPIPE.
+local EBADF = 9
+local function is_closed(f)
+    local _, _, errno = f:seek("cur")
+    return errno == EBADF
+end
+
+-- The keystore: --keystore, else APIKEY_KEYSTORE, else the installation's default.
+-- Returns the path, or nil, message and exit status.
+local function keystore_path(args, getenv, default)
+    local path = args.keystore or args.root_keystore
+    if path == "" then
+        return nil, "--keystore needs a path", 2
+    end
+    if not path then
+        path = getenv("APIKEY_KEYSTORE")
+        if path == "" then
+            path = nil
+        end
+    end
+    path = path or default
+    if not path then
+        return nil, "no keystore given; use --keystore PATH or set APIKEY_KEYSTORE", 1
+    end
+    return path
+end
+
+-- The password: the first line of --password-file, else APIKEY_KEYSTORE_PASSWORD, else none.
+local function keystore_password(args, getenv)
+    local file = args.password_file or args.root_password_file
+    if file then
+        return read_password(file)
+    end
+    return getenv("APIKEY_KEYSTORE_PASSWORD")
+end
+
+-- The command line parsed: args, or nil and the exit status of --help, --version or a usage
+-- error (already printed).
+local function parse(argv, default_keystore, stdout, report)
+    local parser, asked = build_parser(default_keystore or "PREFIX/security/" .. KEYSTORE_NAME)
+    local ok, args = parser:pparse(table.move(argv, 1, #argv, 1, {}))
+    if asked.help then
+        stdout:write(asked.help:get_help(), "\n")
+        return nil, 0
+    elseif asked.version then
+        stdout:write("apikey ", apikey.version, "\n")
+        return nil, 0
+    elseif not ok then
+        local msg = args:gsub("\n(%a)", function(c)
+            return "; " .. c:lower()
+        end)
+        return nil, report(msg .. " (see 'apikey --help')", 2)
+    end
+    return args
+end
+
 function cli.main(argv, opts)
     argv = argv or {}
     opts = opts or {}
@@ -201,88 +277,110 @@ function cli.main(argv, opts)
     local getenv = env and function(name)
         return env[name]
     end or os.getenv
+    local write_failed -- the first failed write to stdout or stderr: the run then fails
 
-    local function fail(msg, status)
+    local function write(f, ...)
+        local ok, err = f:write(...)
+        if not ok then
+            write_failed = write_failed or err
+        end
+    end
+
+    -- One line on stderr, "apikey: MESSAGE", with the prefix red on a terminal.
+    local function report(msg, status)
         local prefix = "apikey:"
         if use_color(stderr, getenv) then
             prefix = "\27[1;31mapikey:\27[0m"
         end
-        stderr:write(prefix, " ", msg, "\n")
+        write(stderr, prefix, " ", msg, "\n")
         return status or 1
+    end
+
+    -- Every write is checked, and so are the final flushes: a listing or a key that could not
+    -- be written is a failure, not an exit 0 with nothing shown.
+    local function finish(status)
+        for _, f in ipairs { stdout, stderr } do
+            local ok, err = f:flush()
+            if not ok then
+                write_failed = write_failed or err
+            end
+        end
+        if write_failed and status == 0 then
+            report("cannot write the output: " .. write_failed)
+            return 1
+        end
+        return status
+    end
+
+    -- A standard descriptor closed by the caller gets /dev/null for the run, so that no file
+    -- this command opens (the keystore, its lock, its new copy) takes its number and receives
+    -- what is meant for the terminal.
+    local stdout_closed = is_closed(stdout)
+    local held = {}
+    for i, f in ipairs { io.stdin, io.stdout, io.stderr } do
+        if is_closed(f) then
+            held[#held + 1] = io.open("/dev/null", i == 1 and "r" or "w")
+        end
     end
 
     local default_keystore = opts.prefix
         and opts.prefix:gsub("/$", "") .. "/security/" .. KEYSTORE_NAME
-    local parser, asked = build_parser(default_keystore or "PREFIX/security/" .. KEYSTORE_NAME)
-    local ok, args = parser:pparse(table.move(argv, 1, #argv, 1, {}))
-    if asked.help then
-        stdout:write(asked.help:get_help(), "\n")
-        return 0
-    elseif asked.version then
-        stdout:write("apikey ", apikey.version, "\n")
-        return 0
-    elseif not ok then
-        local msg = args:gsub("\n(%a)", function(c)
-            return "; " .. c:lower()
-        end)
-        return fail(msg .. " (see 'apikey --help')", 2)
+    local args, status = parse(argv, default_keystore, stdout, report)
+    if not args then
+        return finish(status)
     end
-
-    local path = args.keystore or args.root_keystore
-    if path == "" then
-        return fail("--keystore needs a path", 2)
-    end
+    local path, msg
+    path, msg, status = keystore_path(args, getenv, default_keystore)
     if not path then
-        path = getenv("APIKEY_KEYSTORE")
-        if path == "" then
-            path = nil
-        end
+        return finish(report(msg, status))
     end
-    if not path then
-        path = default_keystore
-        if not path then
-            return fail("no keystore given; use --keystore PATH or set APIKEY_KEYSTORE")
-        end
-    end
-
     local password
-    local password_file = args.password_file or args.root_password_file
-    if password_file then
-        local msg
-        password, msg = read_password(password_file)
-        if not password then
-            return fail(msg)
-        end
-    else
-        password = getenv("APIKEY_KEYSTORE_PASSWORD")
+    password, msg = keystore_password(args, getenv)
+    if msg then
+        return finish(report(msg))
+    end
+    if args.command ~= "verify" and stdout_closed then
+        -- A key nobody can see, or a listing that goes nowhere.
+        return finish(report(("standard output is closed; nothing was done (%s prints to it)")
+            :format(args.command)))
     end
 
-    local function fail_op(msg, code)
+    local function fail(msg, code)
         if code == "badpassword" and not msg:find("--password-file", 1, true) then
             msg = msg .. "; give the keystore's password with --password-file FILE or "
                 .. "APIKEY_KEYSTORE_PASSWORD"
         end
-        return fail(msg)
+        return report(msg)
     end
 
-    local ks <close>, msg, code = apikey.open { path = path, password = password }
+    local ks <close>, err, code = apikey.open { path = path, password = password }
     if not ks then
-        return fail_op(msg, code)
+        return finish(fail(err, code))
     end
-    return commands[args.command](ks, args, {
+    return finish(commands[args.command](ks, args, {
         say = function(line)
-            stdout:write(line, "\n")
+            write(stdout, line, "\n")
         end,
-        err = stderr,
+        complain = function(line)
+            write(stderr, line, "\n")
+        end,
+        flush = function()
+            local ok, ferr = stdout:flush()
+            if not ok or write_failed then
+                return nil, write_failed or ferr
+            end
+            return true
+        end,
         stdin = opts.stdin or io.stdin,
-        fail = fail_op,
+        fail = fail,
+        report = report,
         -- A change that was made but not confirmed on disk: done, and said on stderr.
-        warn = function(msg)
-            if msg then
-                fail("warning: " .. msg .. "; the change is made")
+        warn = function(warning)
+            if warning then
+                report("warning: " .. warning .. "; the change is made")
             end
         end,
-    })
+    }))
 end
 
 return cli

@@ -14,15 +14,14 @@ local apikey = {
     verifier = require("apikey.verifier").new,
 }
 
--- With an empty password the encryption only obscures the file, so a low cost is honest;
--- with a real password, OWASP's figure for PBKDF2-HMAC-SHA256.
+-- Defaults, each in one place. With an empty password the encryption only obscures the file,
+-- so a low cost is honest; with a real password, OWASP's figure for PBKDF2-HMAC-SHA256.
 local ITERATIONS_NO_PASSWORD = 2048
 local ITERATIONS_PASSWORD = 600000
 local LOCK_TIMEOUT = 10 -- seconds a writer waits for another writer
-local ALIAS_MAX = 128 -- bytes
-local TIME_MAX = 253402300799 -- 9999-12-31T23:59:59Z, the last time the file format holds
-local MASK = ("*"):rep(20)
 local PRINTABLE_MAX = 160 -- bytes of user text in a message: more than any alias
+-- Limits of the file format and of the core, from the core.
+local ALIAS_MAX, TIME_MAX = core.ALIAS_MAX, core.TIME_MAX
 
 local UNITS = { s = 1, m = 60, h = 3600, d = 86400, w = 604800 }
 
@@ -57,7 +56,7 @@ local KEY_SHAPE = H:rep(8) .. "%-" .. H:rep(4) .. "%-" .. H:rep(4) .. "%-" .. H:
 -- names, not pasted input).
 function apikey.printable(s, keep_keys)
     if not keep_keys then
-        s = s:gsub(KEY_SHAPE, function(hint) return ("*"):rep(20) .. hint end)
+        s = s:gsub(KEY_SHAPE, function(hint) return core.MASK .. hint end)
     end
     local out, used, i = {}, 0, 1
     while i <= #s do
@@ -129,7 +128,7 @@ end
 local function expiry(opts, now)
     local expires, expires_in = opts.expires, opts.expires_in
     if expires ~= nil and expires_in ~= nil then
-        argerror("create", 3, "give expires or expires_in, not both")
+        argerror("create", 2, "give expires or expires_in, not both")
     end
     local t, shown
     if type(expires) == "string" then
@@ -143,7 +142,7 @@ local function expiry(opts, now)
         t = expires
         shown = t >= 0 and t <= TIME_MAX and core.format_local(t) or tostring(t)
     elseif expires ~= nil then
-        argerror("create", 3, "expires must be a date string or an integer Unix time, got "
+        argerror("create", 2, "expires must be a date string or an integer Unix time, got "
             .. (math.type(expires) or type(expires)))
     elseif type(expires_in) == "string" then
         local seconds = parse_duration(expires_in)
@@ -158,7 +157,7 @@ local function expiry(opts, now)
         end
         return t
     elseif expires_in ~= nil then
-        argerror("create", 3, "expires_in must be a string such as '90d', got " .. type(expires_in))
+        argerror("create", 2, "expires_in must be a string such as '90d', got " .. type(expires_in))
     else
         return false
     end
@@ -171,36 +170,31 @@ local function expiry(opts, now)
     return t
 end
 
--- Adds what a listing shows to an entry from the core.
-local function describe(e, now)
-    e.masked = MASK .. e.hint
-    e.expired = e.expires ~= nil and e.expires <= now
-    return e
-end
-
-local Keystore = {}
-Keystore.__index = Keystore
-Keystore.__name = "apikey.Keystore"
-
-local function check_open(self, fname)
-    if getmetatable(self) ~= Keystore then
-        argerror(fname, 1, "apikey keystore expected, got " .. type(self))
+-- Every options table is checked where it enters: a name that is not an option raises, so
+-- that a typo (`expire`, `pasword`) is not silently ignored.
+local function check_options(fname, n, opts, known)
+    if type(opts) ~= "table" then
+        argerror(fname, n, "table expected, got " .. type(opts))
     end
-    if self._closed then
-        argerror(fname, 1, "the keystore is closed")
+    for name in pairs(opts) do
+        if not known[name] then
+            argerror(fname, n, ("unknown option '%s'"):format(printable(tostring(name))))
+        end
     end
-    return self._core
 end
+apikey._check_options = check_options -- for apikey.verifier
 
---- Opens a keystore. A missing file is an empty keystore; nothing is written until the
+local OPEN_OPTIONS = { path = true, password = true, iterations = true, lock_timeout = true }
+local CREATE_OPTIONS = { expires = true, expires_in = true }
+
+--- Opens a keystore: the apikey.Keystore userdata of the core, whose methods are the core's
+-- with `create` added below. A missing file is an empty keystore; nothing is written until the
 -- first create.
 -- opts.path (required), opts.password (default ""), opts.iterations (PBKDF2 cost of the
 -- writes; default 2048 without a password, 600000 with one), opts.lock_timeout (seconds a
 -- writer waits for another, default 10).
 function apikey.open(opts)
-    if type(opts) ~= "table" then
-        argerror("open", 1, "table expected, got " .. type(opts))
-    end
+    check_options("open", 1, opts, OPEN_OPTIONS)
     local path, password = opts.path, opts.password
     if type(path) ~= "string" or path == "" then
         argerror("open", 1, "path must be a non-empty string")
@@ -208,35 +202,35 @@ function apikey.open(opts)
     if password ~= nil and type(password) ~= "string" then
         argerror("open", 1, "password must be a string, got " .. type(password))
     end
+    password = password or ""
     local iterations = opts.iterations
     if iterations == nil then
-        local none = password == nil or password == ""
-        iterations = none and ITERATIONS_NO_PASSWORD or ITERATIONS_PASSWORD
-    elseif not is_integer(iterations) or iterations < 1 then
-        argerror("open", 1, "iterations must be a positive integer")
+        iterations = password == "" and ITERATIONS_NO_PASSWORD or ITERATIONS_PASSWORD
+    elseif not is_integer(iterations) or iterations < 1 or iterations > core.ITERATIONS_MAX then
+        argerror("open", 1, ("iterations must be an integer from 1 to %d"):format(core.ITERATIONS_MAX))
     end
     local lock_timeout = opts.lock_timeout or LOCK_TIMEOUT
-    if type(lock_timeout) ~= "number" or not (lock_timeout >= 0 and lock_timeout <= 86400) then
-        argerror("open", 1, "lock_timeout must be a number of seconds from 0 to 86400")
+    if type(lock_timeout) ~= "number"
+        or not (lock_timeout >= 0 and lock_timeout <= core.LOCK_TIMEOUT_MAX) then
+        argerror("open", 1, ("lock_timeout must be a number of seconds from 0 to %d")
+            :format(core.LOCK_TIMEOUT_MAX))
     end
-    local timeout_ms = math.floor(lock_timeout * 1000 + 0.5)
-    local ks, msg, code = core.open(path, password, iterations, timeout_ms)
-    if not ks then
-        return nil, msg, code
-    end
-    return setmetatable({ path = path, _core = ks }, Keystore)
+    return core.open(path, password, iterations, math.floor(lock_timeout * 1000 + 0.5))
 end
+
+local Keystore = core.Keystore -- the methods of every keystore, C's and these
+local create = core.create
 
 --- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm:ss" (local time, or with Z or
 -- +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d". Returns the
--- key (the only time it is available) and its entry.
+-- key (the only time it is available) and its entry; ks:warning() then says whether the
+-- change could not be confirmed on disk.
 function Keystore:create(alias, opts)
-    local ks = check_open(self, "create")
     if type(alias) ~= "string" then
-        argerror("create", 2, "alias must be a string, got " .. type(alias))
+        argerror("create", 1, "alias must be a string, got " .. type(alias))
     end
-    if opts ~= nil and type(opts) ~= "table" then
-        argerror("create", 3, "table expected, got " .. type(opts))
+    if opts ~= nil then
+        check_options("create", 2, opts, CREATE_OPTIONS)
     end
     local ok, why = check_alias(alias)
     if not ok then
@@ -248,83 +242,7 @@ function Keystore:create(alias, opts)
     if expires == nil then
         return nil, why, "invalid"
     end
-    local key, entry, code = ks:create(alias, now, expires or nil)
-    if not key then
-        return nil, entry, code
-    end
-    return key, describe(entry, now), code -- code: nil, or the warning of a change not synced
-end
-
---- The entries in creation order, each { alias, hint, masked, created, expires, expired },
--- after picking up any change to the file.
-function Keystore:list()
-    local ks = check_open(self, "list")
-    local ok, msg, code = ks:refresh()
-    if ok == nil then
-        return nil, msg, code
-    end
-    local now = os.time()
-    local entries = ks:list()
-    for _, e in ipairs(entries) do
-        describe(e, now)
-    end
-    return entries
-end
-
---- Removes the key of alias (matched without regard to ASCII case).
-function Keystore:revoke(alias)
-    local ks = check_open(self, "revoke")
-    if type(alias) ~= "string" then
-        argerror("revoke", 2, "alias must be a string, got " .. type(alias))
-    end
-    return ks:revoke(alias)
-end
-
---- Checks a key against the keys loaded (by open, create, revoke, list or refresh): its
--- entry, or nil and "unknown", "expired" or "malformed". The entry is shared between calls:
--- read it, do not change it. now (an integer Unix time) defaults to the clock. A long-running
--- process that must see other processes' changes uses apikey.verifier instead.
-function Keystore:verify(key, now)
-    local ks = check_open(self, "verify")
-    if type(key) ~= "string" then
-        argerror("verify", 2, "key must be a string, got " .. type(key))
-    end
-    if now ~= nil and not is_integer(now) then
-        argerror("verify", 3, "now must be an integer Unix time")
-    end
-    local e, why = ks:verify(key, now)
-    if e and e.masked == nil then
-        e.masked = MASK .. e.hint
-        e.expired = false
-    end
-    return e, why
-end
-
---- Reloads the file if it changed: true if it did, false if not, or nil, message, code.
-function Keystore:refresh()
-    return check_open(self, "refresh"):refresh()
-end
-
---- The number of keys.
-function Keystore:count()
-    return check_open(self, "count"):count()
-end
-
---- Releases the keystore; safe to call more than once.
-function Keystore:close()
-    if getmetatable(self) ~= Keystore then
-        argerror("close", 1, "apikey keystore expected, got " .. type(self))
-    end
-    if not self._closed then
-        self._closed = true
-        self._core:close()
-    end
-end
-
-Keystore.__close = Keystore.close
-
-function Keystore:__tostring()
-    return self._closed and "apikey keystore (closed)" or ("apikey keystore (%s)"):format(self.path)
+    return create(self, alias, now, expires or nil)
 end
 
 return apikey

@@ -240,8 +240,7 @@ end
 --- Opens a keystore with the Lua API (for fast set-up and checks).
 function rel.open(path, password, iterations)
     local apikey = require "apikey"
-    return assert(apikey.open { path = path, password = password, iterations = iterations,
-        refresh_interval = false })
+    return assert(apikey.open { path = path, password = password, iterations = iterations })
 end
 
 --- A keystore at path with n keys "<prefix>1".."<prefix>n" made with the Lua API; returns

@@ -62,7 +62,7 @@ local function printed_revokes()
     return collect("r-%d.out", "API key '([^'\n]*)' has been revoked%.\n")
 end
 
-local ks, msg = core.open(path)
+local ks, msg = require("apikey").open { path = path }
 if not ks then
     fail("open: " .. tostring(msg))
 end
