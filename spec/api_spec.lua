@@ -431,3 +431,76 @@ describe("apikey.printable", function()
         assert.equal(("x"):rep(160) .. "...", apikey.printable(("x"):rep(161)))
     end)
 end)
+
+describe("one keystore object", function()
+    it("is the core's apikey.Keystore userdata, with every method on it", function()
+        local ks = keystore(finally)
+        assert.equal("userdata", type(ks))
+        assert.equal("apikey.Keystore", getmetatable(ks).__name)
+        for _, m in ipairs { "create", "list", "revoke", "verify", "authenticate", "refresh", "count", "warning", "close" } do
+            assert.is_function(ks[m], m)
+        end
+    end)
+
+    it("names the method and the type when called on something else", function()
+        local ks = keystore(finally)
+        local ok, err = pcall(ks.count, {})
+        assert.is_false(ok)
+        assert.truthy(err:find("bad argument #1 to 'count' (apikey keystore expected, got table)", 1, true), err)
+    end)
+end)
+
+describe("option names", function()
+    local function raises_unknown(name, f)
+        local ok, err = pcall(f)
+        assert.is_false(ok)
+        assert.truthy(err:find("unknown option '" .. name .. "'", 1, true), err)
+    end
+
+    it("an option that does not exist raises, naming it, in every call that takes options", function()
+        local dir = h.tmpdir(finally)
+        local path = dir .. "/keys.p12"
+        raises_unknown("pasword", function() apikey.open { path = path, pasword = "x" } end)
+        raises_unknown("intervall", function() apikey.verifier { path = path, intervall = 5 } end)
+        local ks = keystore(finally)
+        raises_unknown("expire", function() ks:create("bot", { expire = "1d" }) end)
+        assert.equal(0, ks:count())
+        assert.is_false(h.exists(path))
+    end)
+end)
+
+describe("entries", function()
+    it("are complete when returned: verify's has masked and expired, as list's", function()
+        local ks = keystore(finally)
+        local key, created = assert(ks:create("ci-bot"))
+        local e = assert(ks:verify(key))
+        assert.same({ "ci-bot", ("*"):rep(20) .. key:sub(-4), false },
+            { e.alias, e.masked, e.expired })
+        assert.same({ e.alias, e.hint, e.masked, e.created, e.expired },
+            { created.alias, created.hint, created.masked, created.created, created.expired })
+    end)
+
+    it("are never changed behind the caller: the table verify returns stays as it was", function()
+        local ks = keystore(finally)
+        local key = assert(ks:create("ci-bot"))
+        local e = assert(ks:verify(key))
+        local copy = {}
+        for k, v in pairs(e) do
+            copy[k] = v
+        end
+        ks:list()
+        ks:verify(key)
+        assert(ks:create("other"))
+        assert.same(copy, e)
+    end)
+end)
+
+describe("ks:warning", function()
+    it("is nil after a change that was confirmed on disk", function()
+        local ks = keystore(finally)
+        assert(ks:create("ci-bot"))
+        assert.is_nil(ks:warning())
+        assert(ks:revoke("ci-bot"))
+        assert.is_nil(ks:warning())
+    end)
+end)
