@@ -2,11 +2,10 @@
 --
 --   lua5.4 bench/verify_bench.lua KEYSTORE KEYS_FILE [SECONDS]
 --
--- Needs apikey.core and lua/ on LUA_CPATH / LUA_PATH. For each way in (apikey.core's
--- ks:verify, apikey.open's ks:verify, a verifier's verify and authenticate) it prints one line
--- with valid and unknown keys per second. Valid keys come from KEYS_FILE (one a line);
+-- Needs apikey.core and lua/ on LUA_CPATH / LUA_PATH. For each way in (apikey.open's
+-- ks:verify, a verifier's verify and authenticate) it prints one line with valid and unknown
+-- keys per second. Valid keys come from KEYS_FILE (one a line);
 -- unknown ones are fresh random UUIDs. Every answer is checked.
-local core = require "apikey.core"
 local apikey = require "apikey"
 local verifier = require "apikey.verifier"
 
@@ -78,10 +77,6 @@ local function bearer(keys)
     end
     return t
 end
-
-local ks = assert(core.open(path))
-report("core", ks, ks.verify, valid, unknown)
-ks:close()
 
 local api = assert(apikey.open { path = path })
 report("api", api, api.verify, valid, unknown)

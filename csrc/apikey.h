@@ -242,8 +242,6 @@ typedef struct {
     size_t passlen;
     int iter;
     int lock_timeout_ms;
-    struct evp_md_st *sha256;     /* fetched once: an implicit fetch per digest is slow */
-    struct evp_md_ctx_st *md_ctx; /* reused by every verify */
     ak_entries entries;
     ak_foreign *foreign;
     uint32_t *slots; /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */

@@ -19,7 +19,7 @@
 
 #define KEYSTORE_MT "apikey.Keystore"
 #define MASK_STARS "********************" /* 20 stars, then the hint: how a key is shown */
-#define LOCK_TIMEOUT_MAX_MS 86400000     /* a day */
+#define LOCK_TIMEOUT_MAX_MS 86400000      /* a day */
 #ifndef AK_TIME_MAX
 #define AK_TIME_MAX INT64_C(253402300799)
 #endif
@@ -31,15 +31,20 @@ typedef struct {
 
 /* The keystore a method is called on, open. fname names the method in the error: called
  * through pcall(ks.list, ks), Lua itself could not name it. */
-static keystore_ud *check_keystore(lua_State *L, const char *fname)
+static keystore_ud *keystore_at(lua_State *L, int idx, const char *fname)
 {
-    keystore_ud *u = luaL_testudata(L, 1, KEYSTORE_MT);
+    keystore_ud *u = luaL_testudata(L, idx, KEYSTORE_MT);
     if (u == NULL)
         luaL_error(L, "bad argument #1 to '%s' (apikey keystore expected, got %s)", fname,
-                   luaL_typename(L, 1));
+                   luaL_typename(L, idx));
     else if (!u->open)
         luaL_error(L, "bad argument #1 to '%s' (the keystore is closed)", fname);
     return u;
+}
+
+static keystore_ud *check_keystore(lua_State *L, const char *fname)
+{
+    return keystore_at(L, 1, fname);
 }
 
 /* A string argument, and only a string: a number is not taken for a key or an alias. */
@@ -96,10 +101,10 @@ static void cache_reset(lua_State *L, int ud)
     lua_setiuservalue(L, ud, 1);
 }
 
-static void push_cached_entry(lua_State *L, const keystore_ud *u, const ak_entry *en)
+static void push_cached_entry(lua_State *L, int ud, const keystore_ud *u, const ak_entry *en)
 {
     lua_Integer i = (lua_Integer)(en - u->ks.entries.v) + 1;
-    lua_getiuservalue(L, 1, 1);
+    lua_getiuservalue(L, ud, 1);
     if (lua_rawgeti(L, -1, i) == LUA_TNIL) {
         lua_pop(L, 1);
         push_entry(L, en, INT64_MIN);
@@ -124,7 +129,8 @@ static int core_open(lua_State *L)
     luaL_argcheck(L, path_len > 0, 1, "empty path");
     /* No more than p12_load accepts: a file written with more could not be read again. */
     luaL_argcheck(L, iter >= 1 && iter <= AK_ITER_MAX, 3, "iterations out of range");
-    luaL_argcheck(L, timeout >= 0 && timeout <= LOCK_TIMEOUT_MAX_MS, 4, "lock timeout out of range");
+    luaL_argcheck(L, timeout >= 0 && timeout <= LOCK_TIMEOUT_MAX_MS, 4,
+                  "lock timeout out of range");
     /* The userdata exists, marked closed, before the resources it will own. */
     u = lua_newuserdatauv(L, sizeof *u, 1);
     memset(u, 0, sizeof *u);
@@ -204,11 +210,12 @@ static int keystore_list_l(lua_State *L)
     return 1;
 }
 
-static int push_verdict(lua_State *L, const keystore_ud *u, ak_verdict v, const ak_entry *en)
+static int push_verdict(lua_State *L, int ud, const keystore_ud *u, ak_verdict v,
+                        const ak_entry *en)
 {
     static const char *const reasons[] = {"valid", "unknown", "expired", "malformed"};
     if (v == AK_VALID) {
-        push_cached_entry(L, u, en);
+        push_cached_entry(L, ud, u, en);
         return 1;
     }
     luaL_pushfail(L);
@@ -216,13 +223,21 @@ static int push_verdict(lua_State *L, const keystore_ud *u, ak_verdict v, const 
     return 2;
 }
 
+/* The check of a key at argument 2 against the keystore u at stack index ud, judged at now. */
+static int verify_at(lua_State *L, int ud, keystore_ud *u, int64_t now)
+{
+    size_t len;
+    const char *key = check_string(L, 2, &len);
+    const ak_entry *en;
+    ak_verdict v = keystore_verify(&u->ks, key, len, now, &en);
+    return push_verdict(L, ud, u, v, en);
+}
+
 /* ks:verify(key [, now]) -> entry | fail, "unknown" | "expired" | "malformed".
  * The entry is shared between calls: treat it as read-only. */
 static int keystore_verify_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L, "verify");
-    size_t len;
-    const char *key = check_string(L, 2, &len);
     int64_t now;
 
     if (lua_isnoneornil(L, 3))
@@ -231,10 +246,7 @@ static int keystore_verify_l(lua_State *L)
         luaL_argcheck(L, lua_isinteger(L, 3), 3, "now must be an integer Unix time");
         now = (int64_t)lua_tointeger(L, 3);
     }
-    const ak_entry *en;
-    ak_verdict v = keystore_verify(&u->ks, key, len, now, &en);
-
-    return push_verdict(L, u, v, en);
+    return verify_at(L, 1, u, now);
 }
 
 static int is_blank(char c)
@@ -265,11 +277,10 @@ static const char *bearer_token(const char *s, size_t len, size_t *tlen)
     return (*tlen > 0 && s == end) ? tok : NULL;
 }
 
-/* ks:authenticate(header) -> entry | fail, "missing" | "unknown" | "expired" | "malformed".
- * header is an Authorization value, or nil. */
-static int keystore_authenticate_l(lua_State *L)
+/* The check of an Authorization value at argument 2 (or nil) against the keystore u at stack
+ * index ud. */
+static int authenticate_at(lua_State *L, int ud, keystore_ud *u)
 {
-    keystore_ud *u = check_keystore(L, "authenticate");
     size_t len, tlen = 0;
     const char *header = lua_isnoneornil(L, 2) ? NULL : check_string(L, 2, &len);
     const char *token = header != NULL ? bearer_token(header, len, &tlen) : NULL;
@@ -282,7 +293,58 @@ static int keystore_authenticate_l(lua_State *L)
         return 2;
     }
     v = keystore_verify(&u->ks, token, tlen, (int64_t)time(NULL), &en);
-    return push_verdict(L, u, v, en);
+    return push_verdict(L, ud, u, v, en);
+}
+
+/* ks:authenticate(header) -> entry | fail, "missing" | "unknown" | "expired" | "malformed".
+ * header is an Authorization value, or nil. */
+static int keystore_authenticate_l(lua_State *L)
+{
+    return authenticate_at(L, 1, check_keystore(L, "authenticate"));
+}
+
+static double monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A verifier (lua/apikey/verifier.lua) is a table whose slot VERIFIER_KEYSTORE holds its
+ * keystore and VERIFIER_NEXT_CHECK the monotonic time (core.clock) of its next look at the
+ * file. Its verify and authenticate are the two functions below: a server's check is then one
+ * call into C, which runs v:refresh() first when the time has come. Returns the keystore's
+ * stack index. */
+enum { VERIFIER_KEYSTORE = 1, VERIFIER_NEXT_CHECK = 2 };
+
+static int verifier_keystore(lua_State *L, const char *fname, keystore_ud **u)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_rawgeti(L, 1, VERIFIER_NEXT_CHECK);
+    if (monotonic_seconds() >= lua_tonumber(L, -1)) {
+        lua_getfield(L, 1, "refresh");
+        lua_pushvalue(L, 1);
+        lua_call(L, 1, 0);
+    }
+    lua_pop(L, 1);
+    lua_rawgeti(L, 1, VERIFIER_KEYSTORE);
+    *u = keystore_at(L, -1, fname);
+    return lua_gettop(L);
+}
+
+/* v:verify(key), v:authenticate(header): as the keystore's, after a look at the file when due. */
+static int verifier_verify(lua_State *L)
+{
+    keystore_ud *u;
+    int ud = verifier_keystore(L, "verify", &u);
+    return verify_at(L, ud, u, (int64_t)time(NULL));
+}
+
+static int verifier_authenticate(lua_State *L)
+{
+    keystore_ud *u;
+    int ud = verifier_keystore(L, "authenticate", &u);
+    return authenticate_at(L, ud, u);
 }
 
 /* ks:refresh() -> changed; on failure the last good content stays loaded */
@@ -368,9 +430,7 @@ static int core_format_utc(lua_State *L)
 /* core.clock() -> seconds (float) of a monotonic clock, for reload intervals */
 static int core_clock(lua_State *L)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+    lua_pushnumber(L, (lua_Number)monotonic_seconds());
     return 1;
 }
 
@@ -397,6 +457,8 @@ static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"format_local", core_format_local},
                                           {"format_utc", core_format_utc},
                                           {"clock", core_clock},
+                                          {"verifier_verify", verifier_verify},
+                                          {"verifier_authenticate", verifier_authenticate},
                                           {NULL, NULL}};
 
 int luaopen_apikey_core(lua_State *L)

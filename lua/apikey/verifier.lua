@@ -19,6 +19,10 @@ local type = type
 
 local INTERVAL = 1 -- seconds between looks at the file
 
+-- A verifier is a table: [1] its keystore, [2] the core.clock() time of its next look at the
+-- file (the core's verify and authenticate read both), and the fields below.
+local KEYSTORE, NEXT_CHECK = 1, 2
+
 local Verifier = {}
 Verifier.__index = Verifier
 Verifier.__name = "apikey.Verifier"
@@ -64,17 +68,17 @@ local function new(opts)
         loaded_at = now,
         checked_at = now,
         reloads = 0,
-        _ks = ks,
         _log = log,
-        _next_check = clock() + interval,
+        [KEYSTORE] = ks,
+        [NEXT_CHECK] = clock() + interval,
     }, Verifier)
 end
 
 --- Compares the file with the keys in use now, whatever the interval: true if new keys were
 -- loaded, false if the file had not changed, or nil, message, code.
 function Verifier:refresh()
-    local ks, log = self._ks, self._log
-    self._next_check = clock() + self.interval
+    local ks, log = self[KEYSTORE], self._log
+    self[NEXT_CHECK] = clock() + self.interval
     local changed, err, code = ks:refresh()
     local now = time()
     self.checked_at = now
@@ -98,31 +102,22 @@ function Verifier:refresh()
     return changed
 end
 
---- Checks a key: its entry { alias, hint, masked, created, expires, expired }, or nil and
+--- v:verify(key): a key's entry { alias, hint, masked, created, expires, expired }, or nil and
 -- "unknown", "expired" or "malformed". The entry is shared between calls: read it, do not
--- change it. The hot path: one clock read, one comparison, then the keystore's O(1) lookup.
-function Verifier:verify(key)
-    if clock() >= self._next_check then
-        self:refresh()
-    end
-    return self._ks:verify(key)
-end
+-- change it. The hot path is one call into the core: a clock read, one comparison (calling
+-- v:refresh() when the interval has passed), then the keystore's O(1) lookup.
+Verifier.verify = core.verifier_verify
 
---- Checks an Authorization header value "Bearer <key>" (the scheme in any case): like
--- verify, with nil and "missing" when the value is nil or not of that form.
-function Verifier:authenticate(header)
-    if clock() >= self._next_check then
-        self:refresh()
-    end
-    return self._ks:authenticate(header)
-end
+--- v:authenticate(header): checks an Authorization header value "Bearer <key>" (the scheme in
+-- any case): like verify, with nil and "missing" when the value is nil or not of that form.
+Verifier.authenticate = core.verifier_authenticate
 
 --- The state: path, keys (how many are loaded), loaded_at, checked_at, reloads, and
 -- error, error_code and failed_at while reloads fail.
 function Verifier:status()
     return {
         path = self.path,
-        keys = self._ks:count(),
+        keys = self[KEYSTORE]:count(),
         loaded_at = self.loaded_at,
         checked_at = self.checked_at,
         reloads = self.reloads,
@@ -134,7 +129,7 @@ end
 
 --- Releases the keystore; safe to call more than once. A closed verifier raises.
 function Verifier:close()
-    self._ks:close()
+    self[KEYSTORE]:close()
 end
 
 Verifier.__close = Verifier.close
