@@ -6,7 +6,6 @@
 -- variables) replace the process's own, for tests and embedding.
 local apikey = require "apikey"
 local argparse = require "argparse"
-local json = require "dkjson"
 
 local cli = {}
 
@@ -113,6 +112,7 @@ local function expiry_text(e)
 end
 
 local function list_json(entries)
+    local json = require "dkjson" -- loaded for --json only: it costs every command a start-up
     local out = {}
     for i, e in ipairs(entries) do
         out[i] = {
