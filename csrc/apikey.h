@@ -45,7 +45,9 @@ typedef enum {
     AK_ELOCKED,      /* "locked": another writer held the lock for too long */
     AK_EINVALID,     /* "invalid": a bad argument value (alias, date) */
     AK_EINSECURE,    /* "insecure": keystore writable by group or others */
-    AK_ENOMEM,       /* "nomem" */
+    AK_ENOMEM,       /* "nomem": out of memory */
+    AK_ECRYPTO,      /* "crypto": OpenSSL failed (random, encryption, MAC, encoding) */
+    AK_ELIMIT,       /* "limit": a limit reached (too many keys, a size over a bound) */
 } ak_code;
 
 typedef struct {
@@ -219,9 +221,11 @@ int p12_register_oid(void);
  * password (passlen 0) is tried both as "" and as NULL (Java writes ""), then bags are
  * decrypted with the form that verified. Our SecretBags are appended to out in file order,
  * alias from the friendlyName; every other bag and ContentInfo goes to *foreign.
- * Returns 0, or -1 with e: AK_EBADPASSWORD when the MAC does not verify,
- * AK_ECORRUPT for anything unparseable (not PKCS#12, truncated, a record of ours that does
- * not decode, a bag of ours without a friendlyName). On failure out and *foreign are left
+ * Returns 0, or -1 with e: AK_EBADPASSWORD when the MAC does not verify; AK_ECORRUPT for
+ * anything unparseable (not PKCS#12, truncated, a record of ours that does not decode, a bag of
+ * ours without a friendlyName) and for a file that asks for more key derivation than
+ * AK_ITER_MAX for its MAC or AK_KDF_BUDGET in all (the file is what is wrong, not a setting);
+ * AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. On failure out and *foreign are left
  * empty/NULL.
  */
 int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t passlen,
@@ -233,7 +237,10 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
  * random salt) holding one SecretBag per entry in order (and any foreign bags that shared a
  * ContentInfo with ours), then a SHA-256 MAC with iter iterations. Password "" when
  * passlen is 0. foreign may be NULL. *out is OPENSSL_malloc'd.
- * Returns 0, or -1 with e.
+ * Returns 0, or -1 with e: AK_EINVALID (an iteration count under 1, an entry whose alias or
+ * record cannot be written), AK_ELIMIT (the list of keys or the password over INT_MAX bytes),
+ * AK_ECRYPTO (the random salt, the encryption, the MAC or the encoding failed in OpenSSL),
+ * AK_ENOMEM.
  */
 int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, size_t passlen,
              int iter, unsigned char **out, size_t *outlen, ak_err *e);

@@ -49,7 +49,8 @@ static int index_build(uint32_t **slots, size_t *nslots, const ak_entries *es, a
     size_t n = 16;
     uint32_t *s;
     if (es->n > UINT32_MAX / 4)
-        return ak_fail(e, AK_ENOMEM, "too many keys");
+        return ak_fail(e, AK_ELIMIT, "too many keys for one keystore (at most %lu)",
+                       (unsigned long)(UINT32_MAX / 4));
     while (n < es->n * 2)
         n *= 2;
     s = calloc(n, sizeof *s);
@@ -148,9 +149,13 @@ int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t pa
     ks->pass = malloc(passlen + 1);
     ks->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     ks->md_ctx = EVP_MD_CTX_new();
-    if (ks->path == NULL || ks->pass == NULL || ks->sha256 == NULL || ks->md_ctx == NULL) {
+    if (ks->path == NULL || ks->pass == NULL || ks->md_ctx == NULL) {
         keystore_close(ks);
-        return ak_fail_ssl(e, AK_ENOMEM, "cannot set up the keystore");
+        return ak_fail(e, AK_ENOMEM, "out of memory");
+    }
+    if (ks->sha256 == NULL) {
+        keystore_close(ks);
+        return ak_fail_ssl(e, AK_ECRYPTO, "cannot set up SHA-256");
     }
     if (passlen > 0)
         memcpy(ks->pass, pass, passlen);
@@ -246,7 +251,7 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
     rec.expires = expires;
     if (hash_key(ks, key_out, AK_KEY_LEN, rec.hash) != 0) {
         snapshot_free(&s);
-        ak_fail_ssl(e, AK_ENOMEM, "cannot hash the new key");
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot hash the new key");
         goto out;
     }
     if (entries_push(&s.entries, alias, alias_len, &rec, e) != 0) {

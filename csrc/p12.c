@@ -240,8 +240,10 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
 
     *foreign = NULL;
     memset(&ld, 0, sizeof ld);
-    if (passlen > INT_MAX || (passlen > 0 && pass == NULL))
-        return ak_fail(e, AK_EINVALID, "the password is too long");
+    if (passlen > 0 && pass == NULL)
+        return ak_fail(e, AK_EINVALID, "invalid password");
+    if (passlen > INT_MAX)
+        return ak_fail(e, AK_ELIMIT, "the password is too long");
     ld.passlen = (int)passlen;
     ld.kdf_budget = AK_KDF_BUDGET;
     ERR_clear_error();
@@ -294,22 +296,24 @@ static PKCS7 *encrypt_list(const unsigned char *list, size_t len, const char *pa
     PKCS7_ENC_CONTENT *ec;
 
     if (len > INT_MAX) {
-        ak_fail(e, AK_EINVALID, "too many API keys for one keystore file");
+        ak_fail(e, AK_ELIMIT, "too many API keys for one keystore file");
         return NULL;
     }
-    if (RAND_bytes(salt, sizeof salt) != 1 ||
-        (alg = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iter, salt, sizeof salt, NULL,
-                                    NID_hmacWithSHA256, NULL)) == NULL ||
-        PKCS12_pbe_crypt_ex(alg, pass, passlen, list, (int)len, &ct, &ctlen, 1, NULL, NULL) ==
-            NULL ||
-        (os = ASN1_OCTET_STRING_new()) == NULL || (p7 = PKCS7_new()) == NULL ||
+    if (RAND_bytes(salt, sizeof salt) != 1) {
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot draw a random salt");
+        goto fail;
+    }
+    alg = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iter, salt, sizeof salt, NULL, NID_hmacWithSHA256,
+                               NULL);
+    if (alg == NULL || PKCS12_pbe_crypt_ex(alg, pass, passlen, list, (int)len, &ct, &ctlen, 1, NULL,
+                                           NULL) == NULL) {
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot encrypt the API keys");
+        goto fail;
+    }
+    if ((os = ASN1_OCTET_STRING_new()) == NULL || (p7 = PKCS7_new()) == NULL ||
         !PKCS7_set_type(p7, NID_pkcs7_encrypted)) {
-        ak_fail_ssl(e, AK_ENOMEM, "cannot encrypt the API keys");
-        OPENSSL_free(ct);
-        ASN1_OCTET_STRING_free(os);
-        X509_ALGOR_free(alg);
-        PKCS7_free(p7);
-        return NULL;
+        ak_fail(e, AK_ENOMEM, "out of memory");
+        goto fail;
     }
     ASN1_STRING_set0(os, ct, ctlen);
     ec = p7->d.encrypted->enc_data;
@@ -318,6 +322,12 @@ static PKCS7 *encrypt_list(const unsigned char *list, size_t len, const char *pa
     ASN1_OCTET_STRING_free(ec->enc_data);
     ec->enc_data = os;
     return p7;
+fail:
+    OPENSSL_free(ct);
+    ASN1_OCTET_STRING_free(os);
+    X509_ALGOR_free(alg);
+    PKCS7_free(p7);
+    return NULL;
 }
 
 int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, size_t passlen,
@@ -336,8 +346,10 @@ int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, 
     *outlen = 0;
     if (passlen == 0)
         pass = "";
-    if (iter < 1 || passlen > INT_MAX || pass == NULL)
+    if (iter < 1 || pass == NULL)
         return ak_fail(e, AK_EINVALID, "invalid iteration count or password");
+    if (passlen > INT_MAX)
+        return ak_fail(e, AK_ELIMIT, "the password is too long");
     ERR_clear_error();
     if (safebags_write(in, foreign != NULL ? &foreign->bags : NULL, &plain, &list, &listlen, e) !=
         0)
@@ -355,14 +367,17 @@ int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, 
     if (sk_PKCS7_push(cis, ours) == 0)
         goto nomem;
     p12 = PKCS12_add_safes(cis, NID_pkcs7_data);
-    if (p12 == NULL ||
-        !PKCS12_set_mac(p12, pass, (int)passlen, NULL, SALT_LEN, iter, EVP_sha256())) {
-        ak_fail_ssl(e, AK_ENOMEM, "cannot assemble the keystore");
+    if (p12 == NULL) {
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot encode the list of contents");
+        goto done;
+    }
+    if (!PKCS12_set_mac(p12, pass, (int)passlen, NULL, SALT_LEN, iter, EVP_sha256())) {
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot compute the integrity check (MAC)");
         goto done;
     }
     n = i2d_PKCS12(p12, &der);
     if (n <= 0) {
-        ak_fail_ssl(e, AK_ENOMEM, "cannot encode the keystore");
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot encode the keystore");
         goto done;
     }
     *out = der;

@@ -73,7 +73,7 @@ static int oids_init(oids *o, ak_err *e)
     if (sb == NULL || fn == NULL || o->record_obj == NULL) {
         ASN1_OBJECT_free(o->record_obj);
         o->record_obj = NULL;
-        return ak_fail_ssl(e, AK_ENOMEM, "cannot set up the PKCS#12 object identifiers");
+        return ak_fail_ssl(e, AK_ECRYPTO, "cannot set up the PKCS#12 object identifiers");
     }
     o->secret_bag.p = OBJ_get0_data(sb);
     o->secret_bag.n = OBJ_length(sb);
