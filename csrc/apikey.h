@@ -225,8 +225,9 @@ int p12_register_oid(void);
  * anything unparseable (not PKCS#12, truncated, a record of ours that does not decode, a bag of
  * ours without a friendlyName) and for a file that asks for more key derivation than
  * AK_ITER_MAX for its MAC or AK_KDF_BUDGET in all (the file is what is wrong, not a setting);
- * AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. On failure out and *foreign are left
- * empty/NULL.
+ * AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. The message says what is wrong
+ * without naming the file (p12_load sees bytes): the caller puts "cannot read PATH: " before it,
+ * as storage.c words its failures. On failure out and *foreign are left empty/NULL.
  */
 int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t passlen,
              ak_entries *out, ak_foreign **foreign, ak_err *e);
@@ -240,7 +241,7 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
  * Returns 0, or -1 with e: AK_EINVALID (an iteration count under 1, an entry whose alias or
  * record cannot be written), AK_ELIMIT (the list of keys or the password over INT_MAX bytes),
  * AK_ECRYPTO (the random salt, the encryption, the MAC or the encoding failed in OpenSSL),
- * AK_ENOMEM.
+ * AK_ENOMEM. The caller puts "cannot write PATH: " before the message.
  */
 int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, size_t passlen,
              int iter, unsigned char **out, size_t *outlen, ak_err *e);

@@ -225,7 +225,7 @@ static int check_mac(loader *ld, PKCS12 *p12, const char *pass, ak_err *e)
         }
     }
     if (ERR_peek_error() != 0) /* not a mismatch: the MAC could not be computed */
-        return ak_fail_ssl(e, AK_ECORRUPT, "cannot check its integrity (MAC)");
+        return ak_fail_ssl(e, AK_ECORRUPT, "its integrity check (MAC) cannot be computed");
     return ak_fail(e, AK_EBADPASSWORD,
                    "wrong password, or the file is damaged (its integrity check failed)");
 }
@@ -300,14 +300,14 @@ static PKCS7 *encrypt_list(const unsigned char *list, size_t len, const char *pa
         return NULL;
     }
     if (RAND_bytes(salt, sizeof salt) != 1) {
-        ak_fail_ssl(e, AK_ECRYPTO, "cannot draw a random salt");
+        ak_fail_ssl(e, AK_ECRYPTO, "the random generator failed");
         goto fail;
     }
     alg = PKCS5_pbe2_set_iv_ex(EVP_aes_256_cbc(), iter, salt, sizeof salt, NULL, NID_hmacWithSHA256,
                                NULL);
     if (alg == NULL || PKCS12_pbe_crypt_ex(alg, pass, passlen, list, (int)len, &ct, &ctlen, 1, NULL,
                                            NULL) == NULL) {
-        ak_fail_ssl(e, AK_ECRYPTO, "cannot encrypt the API keys");
+        ak_fail_ssl(e, AK_ECRYPTO, "the encryption of the API keys failed");
         goto fail;
     }
     if ((os = ASN1_OCTET_STRING_new()) == NULL || (p7 = PKCS7_new()) == NULL ||
@@ -368,16 +368,16 @@ int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, 
         goto nomem;
     p12 = PKCS12_add_safes(cis, NID_pkcs7_data);
     if (p12 == NULL) {
-        ak_fail_ssl(e, AK_ECRYPTO, "cannot encode the list of contents");
+        ak_fail_ssl(e, AK_ECRYPTO, "encoding its list of contents failed");
         goto done;
     }
     if (!PKCS12_set_mac(p12, pass, (int)passlen, NULL, SALT_LEN, iter, EVP_sha256())) {
-        ak_fail_ssl(e, AK_ECRYPTO, "cannot compute the integrity check (MAC)");
+        ak_fail_ssl(e, AK_ECRYPTO, "computing its integrity check (MAC) failed");
         goto done;
     }
     n = i2d_PKCS12(p12, &der);
     if (n <= 0) {
-        ak_fail_ssl(e, AK_ECRYPTO, "cannot encode the keystore");
+        ak_fail_ssl(e, AK_ECRYPTO, "encoding the file failed");
         goto done;
     }
     *out = der;

@@ -73,7 +73,7 @@ static int oids_init(oids *o, ak_err *e)
     if (sb == NULL || fn == NULL || o->record_obj == NULL) {
         ASN1_OBJECT_free(o->record_obj);
         o->record_obj = NULL;
-        return ak_fail_ssl(e, AK_ECRYPTO, "cannot set up the PKCS#12 object identifiers");
+        return ak_fail_ssl(e, AK_ECRYPTO, "setting up the PKCS#12 object identifiers failed");
     }
     o->secret_bag.p = OBJ_get0_data(sb);
     o->secret_bag.n = OBJ_length(sb);
@@ -208,8 +208,7 @@ static int read_our_bag(reader *rd, const unsigned char *p, const unsigned char 
         goto corrupt;
     return entries_push(rd->entries, alias, alias_len, &r, e);
 corrupt:
-    return ak_fail(e, AK_ECORRUPT, "API key bag %d of content %d cannot be read: %s", bag, rd->ci,
-                   why);
+    return ak_fail(e, AK_ECORRUPT, "API key bag %d of content %d: %s", bag, rd->ci, why);
 }
 
 /* SafeBag n, whole [bag, bag + len), contents [p, end): ours to rd->entries, another
