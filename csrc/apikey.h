@@ -212,10 +212,6 @@ int kdf_charge(long *budget, const struct X509_algor_st *alg);
 typedef struct ak_foreign ak_foreign;
 void foreign_free(ak_foreign *f);
 
-/* Registers AK_RECORD_OID with OpenSSL once (OBJ_create is neither idempotent nor
- * thread-safe on 3.0): called from luaopen_apikey_core. Returns the NID, or 0 on failure. */
-int p12_register_oid(void);
-
 /*
  * Parses a whole PKCS#12 file held in buf. The MAC is checked with the password; an empty
  * password (passlen 0) is tried both as "" and as NULL (Java writes ""), then bags are

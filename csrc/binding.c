@@ -355,8 +355,6 @@ static const luaL_Reg core_functions[] = {{"open", core_open},
 
 int luaopen_apikey_core(lua_State *L)
 {
-    if (p12_register_oid() == 0)
-        return luaL_error(L, "apikey.core: cannot register the record OID with OpenSSL");
     luaL_newmetatable(L, KEYSTORE_MT);
     luaL_setfuncs(L, keystore_meta, 0);
     luaL_newlib(L, keystore_methods);

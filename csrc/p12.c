@@ -35,22 +35,6 @@ typedef struct {
     long kdf_budget; /* key derivation iterations this load may still run */
 } loader;
 
-static int p12_nid; /* set once by p12_register_oid, at module load */
-
-int p12_register_oid(void)
-{
-    int nid;
-
-    if (p12_nid != NID_undef)
-        return p12_nid;
-    nid = OBJ_txt2nid(AK_RECORD_OID);
-    if (nid == NID_undef)
-        nid = OBJ_create(AK_RECORD_OID, AK_RECORD_OID_SN, AK_RECORD_OID_LN);
-    ERR_clear_error();
-    p12_nid = nid;
-    return nid;
-}
-
 void foreign_free(ak_foreign *f)
 {
     if (f == NULL)

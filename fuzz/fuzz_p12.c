@@ -225,14 +225,6 @@ static void try_safecontents(const unsigned char *data, size_t size)
     sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
 }
 
-int LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    (void)argc;
-    (void)argv;
-    CHECK(p12_register_oid() != 0, "cannot register the record OID");
-    return 0;
-}
-
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size)
 {
     for (size_t i = 0; i < sizeof passwords / sizeof passwords[0]; i++)

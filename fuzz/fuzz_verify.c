@@ -85,7 +85,6 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     CHECK(mkdtemp(dir) != NULL, "mkdtemp");
     snprintf(path, sizeof path, "%s/keys.p12", dir);
     atexit(cleanup);
-    CHECK(p12_register_oid() != 0, "OID");
     write_keystore();
 
     L = luaL_newstate();
