@@ -23,9 +23,8 @@
  * read (more is a damaged or hostile file, made to stall whoever loads it). */
 #define AK_ITER_MAX 10000000L
 
-#ifndef APIKEY_VERSION
+/* The version, here and nowhere else: apikey.version and `apikey --version` print it. */
 #define APIKEY_VERSION "0.1.0"
-#endif
 
 /* The secretTypeId of our SecretBags: an OID under 2.25 (made from a UUID, ITU-T X.667). */
 #define AK_RECORD_OID "2.25.230069031340117737368073348630963488319"
