@@ -19,6 +19,9 @@
 #define AK_KEY_LEN 36    /* a UUID in text form */
 #define AK_ALIAS_MAX 128 /* bytes of UTF-8 */
 #define AK_NO_EXPIRY INT64_MIN
+/* The latest time the format holds, 9999-12-31T23:59:59Z: a GeneralizedTime with a 4-digit year.
+ * Every time the core accepts lies in 0 (1970) .. AK_TIME_MAX. */
+#define AK_TIME_MAX INT64_C(253402300799)
 /* The most PBKDF2/MAC iterations a keystore may ask for: the most we write, and the most we
  * read (more is a damaged or hostile file, made to stall whoever loads it). */
 #define AK_ITER_MAX 10000000L

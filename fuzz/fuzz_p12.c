@@ -41,8 +41,8 @@ static void check_entries(const ak_entries *es)
         const ak_record *r = &en->rec;
         CHECK(en->alias != NULL && en->alias[en->alias_len] == '\0', "entry %zu: alias", i);
         CHECK(memchr(r->hint, '\0', sizeof r->hint) != NULL, "entry %zu: hint", i);
-        CHECK(r->created >= 0 && r->created <= MAX_TIME, "entry %zu: created", i);
-        CHECK(r->expires == AK_NO_EXPIRY || (r->expires >= 0 && r->expires <= MAX_TIME),
+        CHECK(r->created >= 0 && r->created <= AK_TIME_MAX, "entry %zu: created", i);
+        CHECK(r->expires == AK_NO_EXPIRY || (r->expires >= 0 && r->expires <= AK_TIME_MAX),
               "entry %zu: expires", i);
     }
 }
