@@ -1,8 +1,8 @@
 /*
  * record.c: the DER form of one API key record (ApiKeyRecord, see apikey.h).
- * Written and read by hand: a record is 62 or 79 bytes and a keystore may hold 100,000, so
- * OpenSSL's generic ASN.1 would cost more than everything else. The reader takes untrusted
- * bytes (it is fuzzed): strict DER, and every step checked against the end of the input.
+ * Written and read by hand, as the bags that hold it are (safebags.c): a record is 62 or 79
+ * bytes and a keystore may hold 100,000. The reader takes untrusted bytes (it is fuzzed):
+ * strict DER, and every step checked against the end of the input.
  */
 #include "apikey.h"
 
