@@ -38,8 +38,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS]\n");
         return 2;
     }
-    if (p12_register_oid() == 0)
-        return die("cannot register the record OID", NULL);
     keys = fopen(argv[3], "w");
     if (keys == NULL) {
         perror(argv[3]);

@@ -160,8 +160,6 @@ int main(int argc, char **argv)
     char(*shuffled)[AK_KEY_LEN + 1];
     char(*fresh)[AK_KEY_LEN + 1];
 
-    if (p12_register_oid() == 0)
-        return 1;
     if (argc == 3 && strcmp(argv[1], "--load") == 0) {
         if (open_store(&ks, argv[2], &ms) != 0)
             return 1;

@@ -3,7 +3,8 @@
  * Nothing declared here is exported from the module; only luaopen_apikey_core is.
  *
  * Layers, one direction of calls:
- *   binding.c -> keystore.c -> p12.c, record.c, storage.c, timeutil.c -> OpenSSL, libuuid, OS
+ *   binding.c -> keystore.c -> p12.c, storage.c -> safebags.c, kdfbudget.c -> alias.c,
+ *   record.c -> timeutil.c, der.c -> OpenSSL, libuuid, OS
  */
 #ifndef APIKEY_H
 #define APIKEY_H
@@ -18,13 +19,15 @@
 #define AK_KEY_LEN 36    /* a UUID in text form */
 #define AK_ALIAS_MAX 128 /* bytes of UTF-8 */
 #define AK_NO_EXPIRY INT64_MIN
+/* The latest time the format holds, 9999-12-31T23:59:59Z: a GeneralizedTime with a 4-digit year.
+ * Every time the core accepts lies in 0 (1970) .. AK_TIME_MAX. */
+#define AK_TIME_MAX INT64_C(253402300799)
 /* The most PBKDF2/MAC iterations a keystore may ask for: the most we write, and the most we
  * read (more is a damaged or hostile file, made to stall whoever loads it). */
 #define AK_ITER_MAX 10000000L
 
-#ifndef APIKEY_VERSION
+/* The version, here and nowhere else: apikey.version and `apikey --version` print it. */
 #define APIKEY_VERSION "0.1.0"
-#endif
 
 /* The secretTypeId of our SecretBags: an OID under 2.25 (made from a UUID, ITU-T X.667). */
 #define AK_RECORD_OID "2.25.230069031340117737368073348630963488319"
@@ -44,7 +47,9 @@ typedef enum {
     AK_ELOCKED,      /* "locked": another writer held the lock for too long */
     AK_EINVALID,     /* "invalid": a bad argument value (alias, date) */
     AK_EINSECURE,    /* "insecure": keystore writable by group or others */
-    AK_ENOMEM,       /* "nomem" */
+    AK_ENOMEM,       /* "nomem": out of memory */
+    AK_ECRYPTO,      /* "crypto": OpenSSL failed (random, encryption, MAC, encoding) */
+    AK_ELIMIT,       /* "limit": a limit reached (too many keys, a size over a bound) */
 } ak_code;
 
 typedef struct {
@@ -67,8 +72,20 @@ int ak_fail_ssl(ak_err *e, ak_code code, const char *fmt, ...)
     ;
 const char *ak_code_name(ak_code code);
 
-/* ---- DER and UTF-8 primitives (der.c) ----------------------------------------------------------
- */
+/* ---- DER and UTF-8 primitives (der.c) -------------------------------------------------------- */
+
+/* The identifier octets of the DER types the records and the SafeBags use. */
+enum {
+    DER_INTEGER = 0x02,
+    DER_OCTET_STRING = 0x04,
+    DER_OID = 0x06,
+    DER_UTF8_STRING = 0x0c,
+    DER_GENERALIZED_TIME = 0x18,
+    DER_BMP_STRING = 0x1e,
+    DER_SEQUENCE = 0x30,
+    DER_SET = 0x31,
+    DER_EXPLICIT_0 = 0xa0, /* [0], constructed */
+};
 
 /*
  * Splits the next TLV off [*p, end): *tag is its first identifier octet, [*val, *val + *vlen)
@@ -78,9 +95,17 @@ const char *ak_code_name(ak_code code);
  */
 int der_next(const unsigned char **p, const unsigned char *end, int strict, unsigned *tag,
              const unsigned char **val, size_t *vlen);
-/* Octets of the DER length of n (1-5), and the header (tag, length) written at p. */
+/* Strict der_next of a TLV that must carry tag: 0, or -1. */
+int der_expect(const unsigned char **p, const unsigned char *end, unsigned tag,
+               const unsigned char **val, size_t *vlen);
+/* Octets of the DER length of n (1-5), of a whole TLV with n octets of contents, and the
+ * header (tag, length) written at p. */
 size_t der_len_octets(size_t n);
+size_t der_tlv_size(size_t n);
 unsigned char *der_put_header(unsigned char *p, unsigned tag, size_t n);
+/* The size, header included, that the SEQUENCE starting buf announces (so a file cut short
+ * can be told from one that is not DER at all); 0 when buf does not start one. */
+size_t der_announced_size(const unsigned char *buf, size_t len);
 /* Length (1-4) of the valid UTF-8 character at s (at most n bytes), or 0 (overlong, a
  * surrogate, beyond U+10FFFF, truncated); *cp gets the code point. */
 size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp);
@@ -132,25 +157,75 @@ void entries_remove(ak_entries *es, size_t i);
 /* Frees every alias and the array; es is left empty and reusable. */
 void entries_clear(ak_entries *es);
 
+/* ---- alias text (alias.c) ------------------------------------------------------------------ */
+
+/* UTF-8 alias -> UTF-16BE (a BMPString's contents) into bmp, room for 2 * AK_ALIAS_MAX bytes.
+ * 0; -1 if not a valid alias: 1..AK_ALIAS_MAX bytes of UTF-8 without NUL. */
+int alias_to_bmp(const char *alias, size_t len, unsigned char *bmp, size_t *bmplen);
+/* UTF-16BE -> UTF-8 into out (AK_ALIAS_MAX bytes and a NUL). 0; -1 if not valid text (odd
+ * length, NUL, a lone surrogate) or empty; -2 if longer than AK_ALIAS_MAX bytes. */
+int alias_from_bmp(const unsigned char *s, size_t n, char *out, size_t *outlen);
+
+/* ---- the SafeBag list (safebags.c) ------------------------------------------------------------
+ */
+
+/* A growing byte buffer (OPENSSL_malloc'd) whose old blocks are wiped: it may hold key hashes
+ * or another tool's keys. Freed with OPENSSL_clear_free(b.p, b.cap). */
+typedef struct {
+    unsigned char *p;
+    size_t len, cap;
+} ak_bytes;
+
+/*
+ * Reads a SafeContents (DER, or BER through OpenSSL), the bags of content number ci: our
+ * SecretBags are appended to entries in file order, alias from the friendlyName; every other
+ * bag is appended to kept as its DER. Returns how many bags were ours, or -1 with e
+ * (AK_ECORRUPT for anything unreadable); *nbags is how many there were in all. With none of
+ * ours, what was appended to kept is taken off again (the caller keeps the whole content).
+ */
+long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
+                   ak_bytes *kept, int *nbags, ak_err *e);
+/* Plausible plaintext of a SafeContents: one SEQUENCE filling it exactly. A wrong key still
+ * passes CBC's padding check once in 256 tries; this catches the garbage it gives. */
+int safebags_plausible(const unsigned char *der, size_t len);
+/* Writes the SafeContents: the bags in kept (may be NULL), then one SecretBag per entry, in
+ * order. Built in b; [*list, *list + *listlen) is the whole SEQUENCE, inside b. 0, or -1 with e. */
+int safebags_write(const ak_entries *in, const ak_bytes *kept, ak_bytes *b,
+                   const unsigned char **list, size_t *listlen, ak_err *e);
+
+/* ---- the key derivation budget (kdfbudget.c) --------------------------------------------------
+ */
+
+/* Iterations one load may run in all (a few seconds): our own content at the most core.open
+ * allows (AK_ITER_MAX), and as much again for another tool's. */
+#define AK_KDF_BUDGET (2 * AK_ITER_MAX)
+
+struct X509_algor_st; /* OpenSSL's X509_ALGOR */
+
+/* Charges one key derivation of the password-based encryption alg to *budget, before it runs.
+ * 0: run it; 1: do not run it, its KDF is not PBKDF2 (scrypt's cost is set by the file too);
+ * -1: do not run it, its parameters do not parse; -2: it asks for fewer than 1 iteration or
+ * for more than *budget has left. */
+int kdf_charge(long *budget, const struct X509_algor_st *alg);
+
 /* ---- the PKCS#12 file (p12.c) ---------------------------------------------------------------- */
 
 /* Everything a keystore file holds that is not ours, kept to be written back unchanged. */
 typedef struct ak_foreign ak_foreign;
 void foreign_free(ak_foreign *f);
 
-/* Registers AK_RECORD_OID with OpenSSL once (OBJ_create is neither idempotent nor
- * thread-safe on 3.0): called from luaopen_apikey_core. Returns the NID, or 0 on failure. */
-int p12_register_oid(void);
-
 /*
  * Parses a whole PKCS#12 file held in buf. The MAC is checked with the password; an empty
  * password (passlen 0) is tried both as "" and as NULL (Java writes ""), then bags are
  * decrypted with the form that verified. Our SecretBags are appended to out in file order,
  * alias from the friendlyName; every other bag and ContentInfo goes to *foreign.
- * Returns 0, or -1 with e: AK_EBADPASSWORD when the MAC does not verify,
- * AK_ECORRUPT for anything unparseable (not PKCS#12, truncated, a record of ours that does
- * not decode, a bag of ours without a friendlyName). On failure out and *foreign are left
- * empty/NULL.
+ * Returns 0, or -1 with e: AK_EBADPASSWORD when the MAC does not verify; AK_ECORRUPT for
+ * anything unparseable (not PKCS#12, truncated, a record of ours that does not decode, a bag of
+ * ours without a friendlyName) and for a file that asks for more key derivation than
+ * AK_ITER_MAX for its MAC or AK_KDF_BUDGET in all (the file is what is wrong, not a setting);
+ * AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. The message says what is wrong
+ * without naming the file (p12_load sees bytes): the caller puts "cannot read PATH: " before it,
+ * as storage.c words its failures. On failure out and *foreign are left empty/NULL.
  */
 int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t passlen,
              ak_entries *out, ak_foreign **foreign, ak_err *e);
@@ -161,7 +236,10 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
  * random salt) holding one SecretBag per entry in order (and any foreign bags that shared a
  * ContentInfo with ours), then a SHA-256 MAC with iter iterations. Password "" when
  * passlen is 0. foreign may be NULL. *out is OPENSSL_malloc'd.
- * Returns 0, or -1 with e.
+ * Returns 0, or -1 with e: AK_EINVALID (an iteration count under 1, an entry whose alias or
+ * record cannot be written), AK_ELIMIT (the list of keys or the password over INT_MAX bytes),
+ * AK_ECRYPTO (the random salt, the encryption, the MAC or the encoding failed in OpenSSL),
+ * AK_ENOMEM. The caller puts "cannot write PATH: " before the message.
  */
 int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, size_t passlen,
              int iter, unsigned char **out, size_t *outlen, ak_err *e);

@@ -20,9 +20,6 @@
 #define KEYSTORE_MT "apikey.Keystore"
 #define MASK_STARS "********************" /* 20 stars, then the hint: how a key is shown */
 #define LOCK_TIMEOUT_MAX_MS 86400000      /* a day */
-#ifndef AK_TIME_MAX
-#define AK_TIME_MAX INT64_C(253402300799)
-#endif
 
 typedef struct {
     ak_keystore ks;
@@ -463,8 +460,6 @@ static const luaL_Reg core_functions[] = {{"open", core_open},
 
 int luaopen_apikey_core(lua_State *L)
 {
-    if (p12_register_oid() == 0)
-        return luaL_error(L, "apikey.core: cannot register the record OID with OpenSSL");
     luaL_newlib(L, core_functions);
     luaL_newmetatable(L, KEYSTORE_MT);
     luaL_setfuncs(L, keystore_meta, 0);

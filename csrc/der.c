@@ -1,7 +1,8 @@
 /*
- * der.c: the DER primitives that record.c and p12.c share: splitting a TLV off untrusted
- * bytes, writing a header, and reading one UTF-8 character. Every step is checked against the
- * end of the input (these readers are fuzzed).
+ * der.c: the DER primitives that the record (record.c) and the SafeBag list (safebags.c) share:
+ * splitting a TLV off untrusted bytes, writing a header, the size a file's outer SEQUENCE
+ * announces, and reading one UTF-8 character. Every step is checked against the end of the
+ * input (these readers are fuzzed).
  */
 #include "apikey.h"
 
@@ -54,9 +55,21 @@ int der_next(const unsigned char **p, const unsigned char *end, int strict, unsi
     return 0;
 }
 
+int der_expect(const unsigned char **p, const unsigned char *end, unsigned tag,
+               const unsigned char **val, size_t *vlen)
+{
+    unsigned got;
+    return der_next(p, end, 1, &got, val, vlen) == 0 && got == tag ? 0 : -1;
+}
+
 size_t der_len_octets(size_t n)
 {
     return n < 0x80 ? 1 : n <= 0xff ? 2 : n <= 0xffff ? 3 : n <= 0xffffff ? 4 : 5;
+}
+
+size_t der_tlv_size(size_t n)
+{
+    return 1 + der_len_octets(n) + n;
 }
 
 unsigned char *der_put_header(unsigned char *p, unsigned tag, size_t n)
@@ -72,6 +85,22 @@ unsigned char *der_put_header(unsigned char *p, unsigned tag, size_t n)
     while (k-- > 0)
         *p++ = (unsigned char)(n >> (8 * k));
     return p;
+}
+
+size_t der_announced_size(const unsigned char *buf, size_t len)
+{
+    size_t n, size = 0;
+
+    if (len < 2 || buf[0] != DER_SEQUENCE)
+        return 0;
+    if (!(buf[1] & 0x80))
+        return 2 + (size_t)buf[1];
+    n = buf[1] & 0x7f;
+    if (n == 0 || n > 4 || len < 2 + n)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        size = (size << 8) | buf[2 + i];
+    return 2 + n + size;
 }
 
 size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp)

@@ -65,6 +65,10 @@ const char *ak_code_name(ak_code code)
         return "insecure";
     case AK_ENOMEM:
         return "nomem";
+    case AK_ECRYPTO:
+        return "crypto";
+    case AK_ELIMIT:
+        return "limit";
     }
     return "unknown";
 }

@@ -19,12 +19,13 @@
 #include <string.h>
 #include <uuid/uuid.h>
 
-/* Prefixes e's message with the keystore's path, so every error names the file. */
-static int fail_on(ak_err *e, const char *path)
+/* Prefixes e's message with what could not be done to which file, as storage.c words its own
+ * failures: "cannot read PATH: reason". */
+static int fail_on(ak_err *e, const char *verb, const char *path)
 {
     char msg[sizeof e->msg];
     size_t used;
-    snprintf(msg, sizeof msg, "keystore %s: ", path);
+    snprintf(msg, sizeof msg, "cannot %s %s: ", verb, path);
     used = strlen(msg);
     snprintf(msg + used, sizeof msg - used, "%s", e->msg);
     memcpy(e->msg, msg, sizeof msg);
@@ -69,7 +70,8 @@ static int index_build(uint32_t **slots, size_t *nslots, const ak_entries *es, a
     size_t n = 16;
     uint32_t *s;
     if (es->n > UINT32_MAX / 4)
-        return ak_fail(e, AK_ENOMEM, "too many keys");
+        return ak_fail(e, AK_ELIMIT, "too many keys for one keystore (at most %lu)",
+                       (unsigned long)(UINT32_MAX / 4));
     while (n < es->n * 2)
         n *= 2;
     s = calloc(n, sizeof *s);
@@ -140,7 +142,7 @@ static int snapshot_read(const ak_keystore *ks, snapshot *s, ak_err *e)
     rc = p12_load(buf, len, ks->pass, ks->passlen, &s->entries, &s->foreign, e);
     free(buf);
     if (rc != 0)
-        return fail_on(e, ks->path);
+        return fail_on(e, "read", ks->path);
     return 0;
 }
 
@@ -215,7 +217,7 @@ static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
     int rc;
     if (p12_save(&s->entries, s->foreign, ks->pass, ks->passlen, ks->iter, &der, &len, e) != 0) {
         snapshot_free(s);
-        return fail_on(e, ks->path);
+        return fail_on(e, "write", ks->path);
     }
     rc = storage_replace(ks->path, der, len, e);
     OPENSSL_free(der);
@@ -249,10 +251,9 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
     if (find_alias(&s.entries, alias, alias_len) >= 0) {
         snapshot_free(&s);
         ak_fail(e, AK_EEXISTS,
-                "an API key with alias '%.*s' already exists (aliases ignore case); revoke it "
-                "first or choose another alias",
-                (int)alias_len, alias);
-        fail_on(e, ks->path);
+                "an API key with alias '%.*s' already exists in %s (aliases ignore case); revoke "
+                "it first or choose another alias",
+                (int)alias_len, alias, ks->path);
         goto out;
     }
     uuid_generate_random(raw);
@@ -264,7 +265,7 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
     rec.expires = expires;
     if (hash_key(key_out, AK_KEY_LEN, rec.hash) != 0) {
         snapshot_free(&s);
-        ak_fail_ssl(e, AK_ENOMEM, "cannot hash the new key");
+        ak_fail(e, AK_ECRYPTO, "cannot hash the new key");
         goto out;
     }
     if (entries_push(&s.entries, alias, alias_len, &rec, e) != 0) {
@@ -294,8 +295,8 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err
     i = find_alias(&s.entries, alias, alias_len);
     if (i < 0) {
         snapshot_free(&s);
-        ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s'", (int)alias_len, alias);
-        fail_on(e, ks->path);
+        ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len, alias,
+                ks->path);
         goto out;
     }
     entries_remove(&s.entries, (size_t)i);

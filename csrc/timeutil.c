@@ -11,7 +11,6 @@
 #include <string.h>
 #include <time.h>
 
-#define MAX_TIME INT64_C(253402300799) /* 9999-12-31T23:59:59Z */
 #define MIN_YEAR 1970
 #define MAX_YEAR 9999
 
@@ -134,7 +133,7 @@ int time_parse_iso(const char *s, size_t len, int64_t *out)
     } else {
         return -1;
     }
-    if (t < 0 || t > MAX_TIME)
+    if (t < 0 || t > AK_TIME_MAX)
         return -1;
     *out = t;
     return 0;
@@ -146,7 +145,7 @@ static void format_tm(const struct tm *tm, const char *fmt, char *buf, size_t si
              tm->tm_min, tm->tm_sec);
 }
 
-/* The times this file formats come from its parsers (0 .. MAX_TIME); a value that gmtime or
+/* The times this file formats come from its parsers (0 .. AK_TIME_MAX); a value that gmtime or
  * localtime cannot convert still prints as a visible placeholder, never garbage. */
 static void format_time(int64_t t, int local, const char *fmt, char *buf, size_t size)
 {

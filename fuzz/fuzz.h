@@ -9,9 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* 9999-12-31T23:59:59Z: the last second the core accepts. */
-#define MAX_TIME INT64_C(253402300799)
-
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \

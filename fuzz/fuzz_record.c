@@ -22,9 +22,9 @@
 static void check_sane(const ak_record *r, const char *what)
 {
     CHECK(memchr(r->hint, '\0', sizeof r->hint) != NULL, "%s: hint not terminated", what);
-    CHECK(r->created >= 0 && r->created <= MAX_TIME, "%s: created %lld", what,
+    CHECK(r->created >= 0 && r->created <= AK_TIME_MAX, "%s: created %lld", what,
           (long long)r->created);
-    CHECK(r->expires == AK_NO_EXPIRY || (r->expires >= 0 && r->expires <= MAX_TIME),
+    CHECK(r->expires == AK_NO_EXPIRY || (r->expires >= 0 && r->expires <= AK_TIME_MAX),
           "%s: expires %lld", what, (long long)r->expires);
 }
 
@@ -98,8 +98,8 @@ static void check_built(const unsigned char *data, size_t size)
     r.hint[AK_HINT_LEN] = '\0';
     memcpy(&c, data + 36, sizeof c);
     memcpy(&x, data + 40, sizeof x);
-    r.created = (int64_t)(c % (uint64_t)(MAX_TIME + 1));
-    r.expires = (x & 1) ? AK_NO_EXPIRY : (int64_t)((x >> 1) % (uint64_t)(MAX_TIME + 1));
+    r.created = (int64_t)(c % (uint64_t)(AK_TIME_MAX + 1));
+    r.expires = (x & 1) ? AK_NO_EXPIRY : (int64_t)((x >> 1) % (uint64_t)(AK_TIME_MAX + 1));
     der = round_trip(&r, &len, "built");
     OPENSSL_free(der);
 }

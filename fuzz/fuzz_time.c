@@ -105,7 +105,7 @@ static void check_iso_utc(const char *s, size_t n)
     char buf[64];
     int got = time_parse_iso(s, n, &t);
     if (got == 0)
-        CHECK(t >= 0 && t <= MAX_TIME, "iso %.*s: %lld out of range", (int)n, s, (long long)t);
+        CHECK(t >= 0 && t <= AK_TIME_MAX, "iso %.*s: %lld out of range", (int)n, s, (long long)t);
 
     if (n == 20 && s[19] == 'Z') {
         int ok = iso_shape(s, n) && iso_oracle_utc(s, &want) == 0;
@@ -122,7 +122,7 @@ static void check_iso_utc(const char *s, size_t n)
                  om >= 0 && om <= 59;
         if (ok) {
             want -= (s[19] == '+' ? 1 : -1) * (int64_t)(oh * 3600 + om * 60);
-            ok = want >= 0 && want <= MAX_TIME;
+            ok = want >= 0 && want <= AK_TIME_MAX;
         }
         CHECK((got == 0) == ok, "iso %.*s: parser says %d, oracle %d", (int)n, s, got, ok);
         if (got != 0)
@@ -160,8 +160,8 @@ static void check_iso_local(const char *s, size_t n)
         }
         if (got != 0)
             continue;
-        CHECK(t >= 0 && t <= MAX_TIME, "iso %.*s (TZ=%s): %lld out of range", (int)n, s, zones[i],
-              (long long)t);
+        CHECK(t >= 0 && t <= AK_TIME_MAX, "iso %.*s (TZ=%s): %lld out of range", (int)n, s,
+              zones[i], (long long)t);
         time_format_local(t, buf, sizeof buf);
         CHECK(strlen(buf) == n && memcmp(buf, s, n) == 0, "iso %.*s (TZ=%s) formats back as %s",
               (int)n, s, zones[i], buf);

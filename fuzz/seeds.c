@@ -8,6 +8,8 @@
 #include "apikey.h"
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
 #include <openssl/pkcs12.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +19,18 @@ static void die(const char *what)
 {
     fprintf(stderr, "seeds: %s\n", what);
     exit(1);
+}
+
+/* PKCS12_SAFEBAG_create_secret takes the secret's type as a NID, so our record OID must be
+ * registered with OpenSSL here (the core writes and reads its bags without a NID). Once, in
+ * this single-threaded program: OBJ_create is neither idempotent nor thread-safe on 3.0. */
+static int register_record_oid(void)
+{
+    int nid = OBJ_txt2nid(AK_RECORD_OID);
+    if (nid == NID_undef)
+        nid = OBJ_create(AK_RECORD_OID, AK_RECORD_OID_SN, AK_RECORD_OID_LN);
+    ERR_clear_error();
+    return nid;
 }
 
 static void write_file(const char *dir, const char *name, const void *buf, size_t len)
@@ -146,9 +160,9 @@ int main(int argc, char **argv)
 
     if (argc != 4)
         die("usage: seeds RECORD_DIR P12_DIR FOREIGN_P12");
-    nid = p12_register_oid();
-    if (nid == 0)
-        die("p12_register_oid");
+    nid = register_record_oid();
+    if (nid == NID_undef)
+        die("cannot register the record OID");
     write_records(argv[1]);
 
     write_keystore(argv[2], "keystore-empty", 0, NULL, "");
