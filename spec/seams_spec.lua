@@ -375,6 +375,56 @@ describe("a keystore path that is a symbolic link", function()
     end)
 end)
 
+describe("bin/apikey reached through a symbolic link", function()
+    -- A copy of the installed tree, so that a default keystore can be made in it.
+    local function copy_install(dir)
+        local prefix = dir .. "/opt/apikey"
+        sh_ok(("mkdir -p %s && cp -a %s/. %s"):format(q(prefix), q(h.prefix), q(prefix)))
+        sh_ok("rm -rf " .. q(prefix .. "/security"))
+        return prefix
+    end
+
+    it("finds its installation and its default keystore through links, with or without LUA_PATH", function()
+        local dir = h.tmpdir(finally)
+        local prefix = copy_install(dir)
+        sh_ok("mkdir -p " .. q(dir .. "/usr/local/bin") .. " " .. q(dir .. "/bin"))
+        local link = dir .. "/usr/local/bin/apikey"
+        sh_ok(("ln -s %s %s"):format(q(prefix .. "/bin/apikey"), q(link)))
+        -- a link to the link, relative
+        local chained = dir .. "/bin/apikey"
+        sh_ok(("ln -s ../usr/local/bin/apikey %s"):format(q(chained)))
+        local default = prefix .. "/security/metricshub-keystore.p12"
+
+        for _, env in ipairs { { LUA_PATH = false, LUA_CPATH = false }, {} } do
+            for _, cmd in ipairs { link, chained } do
+                local out, err, code = h.exec({ "lua5.4", cmd, "--help" }, env)
+                assert.same({ "", 0 }, { err, code }, cmd)
+                assert.truthy(out:gsub("%s+", " "):find(default, 1, true), out)
+                -- run as a program too, through its #! line
+                out, err, code = h.exec({ cmd, "list" }, env)
+                assert.same({ "No API keys found.\n", "", 0 }, { out, err, code })
+            end
+        end
+        local out, err, code = h.exec({ link, "create", "by-default" }, { LUA_PATH = false, LUA_CPATH = false })
+        assert.same({ "", 0 }, { err, code }, out)
+        assert.truthy(h.exists(default), "the key is not in the installation's keystore")
+        assert.is_false(h.exists(dir .. "/usr/local/security"))
+        local key = out:match("(" .. h.UUID .. ")")
+        assert.same({ "by-default\n", "", 0 }, { h.exec({ chained, "verify", key }) })
+    end)
+
+    it("says in one line, without a traceback, when its modules are missing", function()
+        local dir = h.tmpdir(finally)
+        sh_ok("mkdir -p " .. q(dir .. "/bin"))
+        sh_ok(("cp %s %s"):format(q(h.bin), q(dir .. "/bin/apikey")))
+        -- Nothing else to find them in.
+        local out, err, code = h.exec({ "lua5.4", dir .. "/bin/apikey", "list" },
+            { LUA_PATH = dir .. "/none/?.lua", LUA_CPATH = dir .. "/none/?.so" })
+        assert_refused(out, err, code, "cannot load its Lua modules from " .. dir .. "/share/lua/5.4",
+            "reinstall apikey")
+    end)
+end)
+
 describe("a keystore that is a mount point", function()
     local MOUNT_POINT = "is a mount point (a file mounted on its own)"
     local FIX = "mount its folder instead"
