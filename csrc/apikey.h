@@ -262,11 +262,21 @@ int storage_stamp(const char *path, ak_stamp *st, ak_err *e);
 int storage_stamp_equal(const ak_stamp *a, const ak_stamp *b);
 
 /*
+ * Who is trusted, for reads and writes alike: the keystore, its lock file and every symbolic
+ * link on the way to it are owned by the running user or root, and every folder that holds one
+ * of them is owned by the running user or root and not writable by group or others, unless it
+ * has the sticky bit (as /tmp), and then only the running user's own files count in it. The
+ * keystore is not writable by group or others. Any other case is AK_EINSECURE, naming the
+ * owner or the mode and the fix. A path that is a symbolic link is followed: the file it
+ * points to is read, locked ("FILE.lock" beside it) and replaced in its own folder.
+ */
+
+/*
  * Reads the whole file. Returns 0 with *buf (malloc'd, caller frees) and *len, and st
  * describing what was read (fstat of the open descriptor); returns 1 when the file does
- * not exist (*buf NULL, st->exists 0); -1 with e otherwise: AK_EIO (a folder, unreadable,
- * ...), AK_EINSECURE when the file is writable by group or others (message says
- * `chmod 600 PATH`).
+ * not exist (*buf NULL, st->exists 0); -1 with e otherwise: AK_EIO (a folder, unreadable, a
+ * link to nothing, ...), AK_EINSECURE as above (for a file writable by group or others the
+ * message says `chmod 600 PATH`).
  */
 int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *st, ak_err *e);
 
@@ -276,20 +286,26 @@ typedef struct {
 } ak_lock;
 
 /*
- * Creates the keystore's folder (mode 0700) when it is missing, opens/creates PATH.lock
- * (0600), and takes an exclusive flock, waiting up to timeout_ms. Then removes stale temp
- * files "PATH.tmp-*" left by a writer that died (only a lock holder makes them).
- * Returns 0, or -1 with e: AK_ELOCKED on time-out, AK_EIO otherwise.
+ * Checks the keystore as storage_read does, and that its owner left it writable (a keystore
+ * without the owner's write bit is AK_EIO, "chmod u+w"), before anything is created. Then
+ * creates the keystore's folder (mode 0700) when it is missing, opens/creates FILE.lock
+ * (0600; checked as the keystore is), and takes an exclusive flock, waiting up to timeout_ms.
+ * Then removes stale temp files "FILE.tmp-*" left by a writer that died (only a lock holder
+ * makes them). Returns 0, or -1 with e: AK_ELOCKED on time-out, AK_EINSECURE as above,
+ * AK_EIO otherwise.
  */
 int storage_lock(const char *path, int timeout_ms, ak_lock *lk, ak_err *e);
 void storage_unlock(ak_lock *lk);
 
 /*
- * Replaces the file atomically: mkstemp "PATH.tmp-XXXXXX" in the same folder (0600), write
- * all, fsync, rename over PATH, fsync the folder. On any failure before the rename the temp file
- * is removed and PATH is untouched. Never truncates or writes PATH in place. Returns 0; 1 with e
- * when PATH was replaced but the fsync of the folder failed (the change is made and seen by every
- * reader, but may not survive a power loss); -1 with e otherwise.
+ * Replaces the file atomically: checks it again as storage_lock does, mkstemp
+ * "FILE.tmp-XXXXXX" in the same folder, gives it the old file's owner, group, mode, POSIX ACLs
+ * and extended attributes (a new keystore: 0600), write all, fsync, rename over FILE, fsync the
+ * folder. On any failure before the rename (attributes that cannot be carried over included)
+ * the temp file is removed and FILE is untouched; a FILE that is a mount point (EBUSY, EXDEV)
+ * says to mount its folder instead. Never truncates or writes FILE in place. Returns 0; 1 with
+ * e when FILE was replaced but the fsync of the folder failed (the change is made and seen by
+ * every reader, but may not survive a power loss); -1 with e otherwise.
  */
 int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_err *e);
 

@@ -1,18 +1,30 @@
 /*
  * storage.c: the keystore file on disk. Writers are serialized by an flock on "PATH.lock"
  * beside the keystore; a write never touches PATH in place (temp file, fsync, rename, fsync of
- * the folder), so a reader sees the old file or the new one, whole. Reads refuse a keystore
- * that group or others could have rewritten. The stamp (device, inode, size, mtime, ctime) tells a
- * long-lived reader that the file was replaced.
+ * the folder), so a reader sees the old file or the new one, whole. Reads and writes trust a
+ * keystore only when nobody but its user and root could have written it: the file, its lock file
+ * and every symbolic link on the way to it owned by the running user or root, not writable by
+ * group or others, in folders that are owned by them too and that group and others cannot write
+ * (unless sticky, and then only the running user's own files count). A path that is a symbolic
+ * link is followed: the file it points to is read, locked and replaced in its own folder. A
+ * rewrite carries the owner, mode, ACLs and extended attributes over (libacl, libattr), or fails.
+ * The stamp (device, inode, size, mtime, ctime) tells a long-lived reader that the file was
+ * replaced.
  *
- * Plain libc calls on purpose: a test shim can interpose write/fsync/rename with LD_PRELOAD.
+ * Plain libc calls on purpose: a test shim can interpose write/fsync/rename/fsetxattr with
+ * LD_PRELOAD.
  */
 #include "apikey.h"
 
+#include <acl/libacl.h>
+#include <attr/error_context.h>
+#include <attr/libattr.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +39,8 @@
 /* mkstemp replaces these with [A-Za-z0-9]. */
 #define TMP_SUFFIX ".tmp-"
 #define TMP_RANDOM "XXXXXX"
+/* Symbolic links followed to reach the keystore, as the kernel's own limit. */
+#define MAX_LINKS 40
 
 /* What to do about a failed call, appended to the message ("" when there is nothing useful). */
 static const char *advice(int err)
@@ -96,6 +110,231 @@ static void fill_stamp(ak_stamp *st, const struct stat *sb)
     st->ctime = sb->st_ctim;
 }
 
+/* ---- who is trusted with the keystore ------------------------------------------------------ */
+
+/* The running user's and root's files only: whoever else owns the keystore, a link to it or its
+ * folder could change its keys. */
+static int trusted_owner(uid_t uid)
+{
+    return uid == 0 || uid == geteuid();
+}
+
+/* A user's name, or the number when the user has none. */
+static void user_name(uid_t uid, char *buf, size_t size)
+{
+    struct passwd pw, *found = NULL;
+    char scratch[1024];
+    if (getpwuid_r(uid, &pw, scratch, sizeof scratch, &found) == 0 && found != NULL)
+        snprintf(buf, size, "%s", found->pw_name);
+    else
+        snprintf(buf, size, "%u", (unsigned)uid);
+}
+
+/*
+ * Checks the folder that holds a keystore, a lock file or a link (path names that file, for
+ * the message). *shared is set when others may create files there (sticky and writable by
+ * group or others, as /tmp): then only the running user's own files are trusted in it. A
+ * missing folder passes: it holds nothing yet, and a writer creates it with mode 0700.
+ */
+static int check_folder(const char *dir, const char *path, int *shared, ak_err *e)
+{
+    struct stat sb;
+    char owner[64], me[64];
+    *shared = 0;
+    if (stat(dir, &sb) != 0)
+        return errno == ENOENT ? 0 : fail_errno(e, "check folder", dir, errno);
+    if (!S_ISDIR(sb.st_mode))
+        return ak_fail(e, AK_EIO, "%s is not a folder; choose another file with --keystore", dir);
+    if (!trusted_owner(sb.st_uid)) {
+        user_name(sb.st_uid, owner, sizeof owner);
+        user_name(geteuid(), me, sizeof me);
+        return ak_fail(e, AK_EINSECURE,
+                       "folder %s of %s belongs to user %s, who could replace the keystore; keep "
+                       "it in a folder of your own or root's, or run as root: chown %s %s",
+                       dir, path, owner, me, dir);
+    }
+    if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+        if (!(sb.st_mode & S_ISVTX))
+            return ak_fail(e, AK_EINSECURE,
+                           "folder %s of %s is writable by group or others (mode %04o), who "
+                           "could replace the keystore; run: chmod go-w %s",
+                           dir, path, (unsigned)(sb.st_mode & 07777), dir);
+        *shared = 1;
+    }
+    return 0;
+}
+
+/* Checks who owns a file (what: "keystore", "lock file", "symbolic link"); shared as
+ * check_folder gave it for the file's folder. */
+static int check_owner(const char *what, const char *path, const struct stat *sb, int shared,
+                       ak_err *e)
+{
+    char owner[64], me[64];
+    if (shared ? sb->st_uid == geteuid() : trusted_owner(sb->st_uid))
+        return 0;
+    user_name(sb->st_uid, owner, sizeof owner);
+    user_name(geteuid(), me, sizeof me);
+    if (shared)
+        return ak_fail(e, AK_EINSECURE,
+                       "%s %s belongs to user %s, in a folder that others can write: only your "
+                       "own files are trusted there; keep the keystore in a folder of your own",
+                       what, path, owner);
+    return ak_fail(e, AK_EINSECURE,
+                   "%s %s belongs to user %s, not to you or root, and its owner could change the "
+                   "keys; if it is yours to use, run as root: chown %s %s",
+                   what, path, owner, me, path);
+}
+
+/* The keystore file as found from a path: links followed, checked, and open for reading. */
+typedef struct {
+    char *path;     /* the file itself (malloc'd): the path given, or where its links lead */
+    char *dir;      /* its folder (malloc'd) */
+    int shared;     /* its folder is sticky and writable by others (see check_folder) */
+    int fd;         /* open for reading; -1 when the file does not exist */
+    struct stat sb; /* fstat of fd */
+} ak_target;
+
+static void target_close(ak_target *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t->path);
+    free(t->dir);
+    t->fd = -1;
+    t->path = t->dir = NULL;
+}
+
+/* Where the link at path (in folder dir) points, malloc'd; NULL with errno on failure. */
+static char *link_target(const char *path, const char *dir, off_t size)
+{
+    size_t cap = size > 0 ? (size_t)size + 1 : PATH_MAX;
+    size_t nd = strlen(dir);
+    size_t at = dir[nd - 1] == '/' ? nd : nd + 1; /* dir is "/" or has no slash at its end */
+    char *buf = malloc(at + cap);
+    ssize_t n;
+    if (buf == NULL)
+        return NULL;
+    /* Read after "dir/", so that a relative target becomes dir/target in place. */
+    n = readlink(path, buf + at, cap);
+    if (n < 0 || (size_t)n >= cap) {
+        free(buf);
+        if (n >= 0)
+            errno = ENAMETOOLONG; /* the link changed while it was read */
+        return NULL;
+    }
+    buf[at + (size_t)n] = '\0';
+    if (buf[at] == '/') {
+        memmove(buf, buf + at, (size_t)n + 1);
+        return buf;
+    }
+    memcpy(buf, dir, nd);
+    buf[at - 1] = '/';
+    return buf;
+}
+
+/*
+ * Finds the keystore file from path: follows symbolic links (each one checked as a file is),
+ * checks every folder on the way, opens the file (not a link, not a FIFO's wait) and checks it:
+ * a regular file, owned by the running user or root, not writable by group or others.
+ * Returns 0 with t filled (t->fd -1 when path names no file); -1 with e, t left empty.
+ */
+static int target_open(const char *path, ak_target *t, ak_err *e)
+{
+    struct stat sb;
+    int links = 0;
+
+    memset(t, 0, sizeof *t);
+    t->fd = -1;
+    t->path = strdup(path);
+    if (t->path == NULL)
+        goto nomem;
+    for (;;) {
+        char *next;
+        t->dir = folder_of(t->path);
+        if (t->dir == NULL)
+            goto nomem;
+        if (check_folder(t->dir, path, &t->shared, e) != 0)
+            goto fail;
+        if (lstat(t->path, &sb) != 0) {
+            if (errno != ENOENT) {
+                fail_errno(e, "check", t->path, errno);
+                goto fail;
+            }
+            if (links == 0)
+                return 0;
+            /* A link to nothing is a mistake to report, not an empty keystore. */
+            ak_fail(e, AK_EIO,
+                    "%s is a symbolic link to a missing file (%s); fix the link or choose the "
+                    "keystore file with --keystore",
+                    path, t->path);
+            goto fail;
+        }
+        if (!S_ISLNK(sb.st_mode))
+            break;
+        if (check_owner("symbolic link", t->path, &sb, t->shared, e) != 0)
+            goto fail;
+        if (++links > MAX_LINKS) {
+            ak_fail(e, AK_EIO, "cannot read %s: %s; fix the link", path, strerror(ELOOP));
+            goto fail;
+        }
+        next = link_target(t->path, t->dir, sb.st_size);
+        if (next == NULL) {
+            if (errno == ENOMEM)
+                goto nomem;
+            fail_errno(e, "read link", t->path, errno);
+            goto fail;
+        }
+        free(t->path);
+        free(t->dir);
+        t->path = next;
+        t->dir = NULL;
+    }
+    /* O_NOFOLLOW: the name was just seen to be no link. O_NONBLOCK: opening a FIFO named by
+     * mistake must not hang; no effect on regular files. */
+    do
+        t->fd = open(t->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
+    while (t->fd < 0 && errno == EINTR);
+    if (t->fd < 0) {
+        fail_errno(e, "read", path, errno);
+        goto fail;
+    }
+    if (fstat(t->fd, &t->sb) != 0) {
+        fail_errno(e, "check", path, errno);
+        goto fail;
+    }
+    if (!S_ISREG(t->sb.st_mode)) {
+        ak_fail(e, AK_EIO, "%s is not a regular file; choose the keystore file with --keystore",
+                path);
+        goto fail;
+    }
+    if (check_owner("keystore", path, &t->sb, t->shared, e) != 0)
+        goto fail;
+    if (t->sb.st_mode & (S_IWGRP | S_IWOTH)) {
+        ak_fail(e, AK_EINSECURE,
+                "keystore %s is writable by group or others (mode %04o); run: chmod 600 %s", path,
+                (unsigned)(t->sb.st_mode & 07777), path);
+        goto fail;
+    }
+    return 0;
+
+nomem:
+    ak_fail(e, AK_ENOMEM, "out of memory");
+fail:
+    target_close(t);
+    return -1;
+}
+
+/* A keystore its owner made read-only is not changed: that is the owner's say. */
+static int check_writable(const ak_target *t, const char *path, ak_err *e)
+{
+    if (t->fd < 0 || (t->sb.st_mode & S_IWUSR))
+        return 0;
+    return ak_fail(e, AK_EIO,
+                   "keystore %s is read-only (mode %04o), so it is not changed; to allow "
+                   "changes, run: chmod u+w %s",
+                   path, (unsigned)(t->sb.st_mode & 07777), path);
+}
+
 int storage_stamp(const char *path, ak_stamp *st, ak_err *e)
 {
     struct stat sb;
@@ -122,6 +361,7 @@ int storage_stamp_equal(const ak_stamp *a, const ak_stamp *b)
 
 int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *st, ak_err *e)
 {
+    ak_target t;
     struct stat sb;
     unsigned char *data = NULL;
     size_t cap, used = 0;
@@ -130,36 +370,14 @@ int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *s
     *buf = NULL;
     *len = 0;
     memset(st, 0, sizeof *st);
-    /* O_NONBLOCK: opening a FIFO named by mistake must not hang; no effect on regular files. */
-    do
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    while (fd < 0 && errno == EINTR);
-    if (fd < 0) {
-        if (errno != ENOENT)
-            return fail_errno(e, "read", path, errno);
-        /* A link to nothing is a mistake to report, not an empty keystore. */
-        if (lstat(path, &sb) == 0 && S_ISLNK(sb.st_mode))
-            return ak_fail(e, AK_EIO,
-                           "%s is a symbolic link to a missing file; fix the link or choose the "
-                           "keystore file with --keystore",
-                           path);
+    if (target_open(path, &t, e) != 0)
+        return -1;
+    if (t.fd < 0) {
+        target_close(&t);
         return 1;
     }
-    if (fstat(fd, &sb) != 0) {
-        fail_errno(e, "check", path, errno);
-        goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        ak_fail(e, AK_EIO, "%s is not a regular file; choose the keystore file with --keystore",
-                path);
-        goto fail;
-    }
-    if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
-        ak_fail(e, AK_EINSECURE,
-                "keystore %s is writable by group or others (mode %04o); run: chmod 600 %s", path,
-                (unsigned)(sb.st_mode & 07777), path);
-        goto fail;
-    }
+    fd = t.fd;
+    sb = t.sb;
     if (sb.st_size > MAX_KEYSTORE_SIZE) {
         ak_fail(e, AK_ECORRUPT,
                 "%s is too large to be a keystore (%lld bytes); check the file given with "
@@ -202,7 +420,7 @@ int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *s
         used += (size_t)n;
     }
     /* Read-only descriptor: close cannot lose data, so its result changes nothing. */
-    close(fd);
+    target_close(&t);
     fill_stamp(st, &sb);
     *buf = data;
     *len = used;
@@ -210,7 +428,7 @@ int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *s
 
 fail:
     free(data);
-    close(fd);
+    target_close(&t);
     return -1;
 }
 
@@ -316,37 +534,67 @@ static int wait_for_lock(int fd, const char *path, int timeout_ms, ak_err *e)
     }
 }
 
-int storage_lock(const char *path, int timeout_ms, ak_lock *lk, ak_err *e)
+/* Opens (creating it 0600) the lock file of the keystore t, and checks who owns it: a lock file
+ * planted by another user must not be trusted, nor its folder handed a file of ours. */
+static int open_lock_file(const ak_target *t, const char *lockpath, ak_err *e)
 {
-    char *dir = NULL, *lockpath = NULL;
-    int fd = -1, rc = -1;
-
-    lk->fd = -1;
-    if (*base_of(path) == '\0')
-        return ak_fail(e, AK_EIO, "keystore path '%s' names a folder; give a file name", path);
-    dir = folder_of(path);
-    lockpath = path_with(path, ".lock");
-    if (dir == NULL || lockpath == NULL) {
-        ak_fail(e, AK_ENOMEM, "out of memory");
-        goto done;
-    }
-    if (ensure_folder(dir, e) != 0)
-        goto done;
+    struct stat sb;
+    int fd;
     /* Never unlinked: removing a lock file lets two writers lock two different inodes. Never a
      * symbolic link: it could make a root writer create a file anywhere. */
     do
         fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) {
-        if (errno == ELOOP)
-            ak_fail(e, AK_EIO, "lock file %s is a symbolic link; remove it", lockpath);
-        else
-            fail_errno(e, "open lock file", lockpath, errno);
+        int err = errno;
+        if (err == ELOOP)
+            return ak_fail(e, AK_EIO, "lock file %s is a symbolic link; remove it", lockpath);
+        /* Another user's lock file that cannot be opened: say whose it is, not just EACCES. */
+        if (lstat(lockpath, &sb) == 0 && check_owner("lock file", lockpath, &sb, t->shared, e) != 0)
+            return -1;
+        return fail_errno(e, "open lock file", lockpath, err);
+    }
+    if (fstat(fd, &sb) != 0) {
+        fail_errno(e, "check lock file", lockpath, errno);
+        close(fd);
+        return -1;
+    }
+    if (check_owner("lock file", lockpath, &sb, t->shared, e) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int storage_lock(const char *path, int timeout_ms, ak_lock *lk, ak_err *e)
+{
+    ak_target t;
+    char *lockpath = NULL;
+    int fd = -1, rc = -1;
+
+    lk->fd = -1;
+    if (*base_of(path) == '\0')
+        return ak_fail(e, AK_EIO, "keystore path '%s' names a folder; give a file name", path);
+    /* Everything that would refuse the write is checked before anything is created. */
+    if (target_open(path, &t, e) != 0)
+        return -1;
+    if (check_writable(&t, path, e) != 0)
+        goto done;
+    /* The lock is beside the file itself, so that writers through a link and writers given the
+     * file directly share it. */
+    lockpath = path_with(t.path, ".lock");
+    if (lockpath == NULL) {
+        ak_fail(e, AK_ENOMEM, "out of memory");
         goto done;
     }
+    if (ensure_folder(t.dir, e) != 0)
+        goto done;
+    fd = open_lock_file(&t, lockpath, e);
+    if (fd < 0)
+        goto done;
     if (wait_for_lock(fd, path, timeout_ms, e) != 0)
         goto done;
-    if (remove_stale_temps(dir, base_of(path), e) != 0)
+    if (remove_stale_temps(t.dir, base_of(t.path), e) != 0)
         goto done;
     lk->fd = fd;
     fd = -1;
@@ -354,7 +602,7 @@ int storage_lock(const char *path, int timeout_ms, ak_lock *lk, ak_err *e)
 done:
     if (fd >= 0)
         close(fd);
-    free(dir);
+    target_close(&t);
     free(lockpath);
     return rc;
 }
@@ -396,23 +644,60 @@ static int fsync_retry(int fd)
     return rc;
 }
 
-/*
- * The new file keeps the old one's owner and read bits (a server reading the keystore as
- * another user goes on reading it); a new keystore is 0600. Write bits for group and others
- * are never given: storage_read refuses such a file.
- */
-static int match_old_file(int fd, const char *path, const struct stat *old, ak_err *e)
+/* What libacl and libattr report through their error context: the first failure, with the
+ * errno it came with. */
+typedef struct {
+    struct error_context ctx; /* first, so that the callback can find the rest */
+    char msg[256];
+} copy_error;
+
+static void copy_error_report(struct error_context *ctx, const char *fmt, ...)
 {
-    mode_t mode = old != NULL ? (old->st_mode & 0644) | 0600 : 0600;
-    if (old != NULL && (old->st_uid != geteuid() || old->st_gid != getegid())) {
-        if (fchown(fd, old->st_uid, old->st_gid) != 0)
+    copy_error *ce = (copy_error *)ctx;
+    int err = errno;
+    size_t used;
+    va_list ap;
+    if (ce->msg[0] != '\0')
+        return;
+    va_start(ap, fmt);
+    vsnprintf(ce->msg, sizeof ce->msg, fmt, ap);
+    va_end(ap);
+    used = strlen(ce->msg);
+    snprintf(ce->msg + used, sizeof ce->msg - used, "%s%s", used > 0 ? ": " : "", strerror(err));
+}
+
+/*
+ * The new file gets what the old one had: owner and group, mode, POSIX ACLs and the other
+ * extended attributes (a server that reads the keystore as another user, by its group or an
+ * ACL entry, goes on reading it). target_open has checked the old file, so its owner is one we
+ * trust. A new keystore is 0600. What cannot be carried over fails the write.
+ */
+static int match_old_file(int fd, const ak_target *old, const char *path, ak_err *e)
+{
+    copy_error ce = {{copy_error_report, NULL, NULL}, ""};
+    if (old->fd < 0) {
+        if (fchmod(fd, 0600) != 0)
+            return fail_errno(e, "set permissions of", path, errno);
+        return 0;
+    }
+    /* First the owner: a change of owner clears some attributes (security.capability). */
+    if (old->sb.st_uid != geteuid() || old->sb.st_gid != getegid()) {
+        if (fchown(fd, old->sb.st_uid, old->sb.st_gid) != 0)
             return ak_fail(e, AK_EIO,
                            "cannot keep the owner of %s (uid %u, gid %u): %s; run as root or "
                            "as the keystore's owner",
-                           path, (unsigned)old->st_uid, (unsigned)old->st_gid, strerror(errno));
+                           path, (unsigned)old->sb.st_uid, (unsigned)old->sb.st_gid,
+                           strerror(errno));
     }
-    if (fchmod(fd, mode) != 0)
-        return fail_errno(e, "set permissions of", path, errno);
+    /* The mode and ACL (perm_copy_fd), then every other attribute that /etc/xattr.conf does not
+     * say to skip (attr_copy_fd's default check). */
+    if (perm_copy_fd(path, old->fd, path, fd, &ce.ctx) != 0 ||
+        attr_copy_fd(path, old->fd, path, fd, NULL, &ce.ctx) != 0)
+        return ak_fail(e, AK_EIO,
+                       "cannot carry the ACL and extended attributes of %s over to its new "
+                       "version (%s), so it is not changed; keep the keystore on a file system "
+                       "that supports them, or remove them (setfacl -b, setfattr -x)",
+                       path, ce.msg[0] != '\0' ? ce.msg : "unknown error");
     return 0;
 }
 
@@ -438,39 +723,43 @@ static int sync_folder(const char *dir, const char *path, ak_err *e)
     return 0;
 }
 
+/* Why a rename over the keystore failed, and what to do. */
+static int fail_rename(ak_err *e, const char *path, int err)
+{
+    /* The file is a mount point: a single file bind-mounted (into a container, say) cannot be
+     * replaced, only written in place, which a keystore never is. */
+    if (err == EBUSY || err == EXDEV)
+        return ak_fail(e, AK_EIO,
+                       "cannot replace %s: %s; it is a mount point (a file mounted on its own), "
+                       "and a keystore is changed by replacing it: mount its folder instead",
+                       path, strerror(err));
+    return fail_errno(e, "replace", path, err);
+}
+
 int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_err *e)
 {
-    struct stat old;
-    int have_old, made = 0, fd = -1, rc = -1;
-    char *dir = folder_of(path);
-    char *tmp = path_with(path, TMP_SUFFIX TMP_RANDOM);
+    ak_target old;
+    int made = 0, fd = -1, rc = -1;
+    char *tmp = NULL;
 
-    if (dir == NULL || tmp == NULL) {
+    /* Checked again under the lock: the file may have changed since storage_lock. A link is
+     * followed: the file it points to is replaced, in its own folder, and the link stays. */
+    if (target_open(path, &old, e) != 0)
+        return -1;
+    if (check_writable(&old, path, e) != 0)
+        goto done;
+    tmp = path_with(old.path, TMP_SUFFIX TMP_RANDOM);
+    if (tmp == NULL) {
         ak_fail(e, AK_ENOMEM, "out of memory");
         goto done;
     }
-    if (lstat(path, &old) == 0) {
-        /* rename would replace the link itself with a regular file. */
-        if (S_ISLNK(old.st_mode)) {
-            ak_fail(e, AK_EIO, "%s is a symbolic link; give the file it points to with --keystore",
-                    path);
-            goto done;
-        }
-        have_old = 1;
-    } else if (errno == ENOENT) {
-        have_old = 0;
-    } else {
-        fail_errno(e, "check", path, errno);
-        goto done;
-    }
-
     fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
-        fail_errno(e, "create a file in folder", dir, errno);
+        fail_errno(e, "create a file in folder", old.dir, errno);
         goto done;
     }
     made = 1;
-    if (match_old_file(fd, path, have_old ? &old : NULL, e) != 0)
+    if (match_old_file(fd, &old, path, e) != 0)
         goto done;
     if (write_all(fd, buf, len) != 0 || fsync_retry(fd) != 0) {
         fail_errno(e, "write", path, errno);
@@ -483,18 +772,18 @@ int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_e
         goto done;
     }
     fd = -1;
-    if (rename(tmp, path) != 0) {
-        fail_errno(e, "replace", path, errno);
+    if (rename(tmp, old.path) != 0) {
+        fail_rename(e, path, errno);
         goto done;
     }
-    made = 0; /* the temp file is PATH now */
-    rc = sync_folder(dir, path, e) == 0 ? 0 : 1;
+    made = 0; /* the temp file is the keystore now */
+    rc = sync_folder(old.dir, path, e) == 0 ? 0 : 1;
 done:
     if (fd >= 0)
         close(fd);
     if (made)
         (void)unlink(tmp);
     free(tmp);
-    free(dir);
+    target_close(&old);
     return rc;
 }

@@ -1,7 +1,8 @@
 # fuzz/build.sh: sourced by run.sh and replay.sh, which set root, out, cc and cflags.
 # Builds the core without the Lua binding as $out/libcore.a (each harness links only what it
 # needs) and defines harness_deps NAME, which sets $binding and $libs for a harness:
-# fuzz_verify goes through the Lua binding, so it also needs binding.c and liblua.
+# fuzz_verify goes through the Lua binding, so it also needs binding.c and liblua, and the
+# storage it reaches needs libacl and libattr.
 
 mkdir -p "$out/obj"
 rm -f "$out/obj"/*.o "$out/libcore.a"
@@ -20,6 +21,6 @@ harness_deps() {
     libs=''
     if [ "$1" = verify ]; then
         binding="$lua_cflags $root/csrc/binding.c"
-        libs=$lua_libs
+        libs="$lua_libs -lacl -lattr"
     fi
 }

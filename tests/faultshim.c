@@ -1,18 +1,20 @@
 /*
  * faultshim.c: an LD_PRELOAD library for the fault specs. It makes write, fsync, fdatasync,
- * rename and close fail as a full or broken disk would, so that a test can check what the
- * keystore does when the OS lets it down. Test-only: nothing in the product links it.
+ * rename, close and fsetxattr fail as a full or broken disk would (or a mount point, or a file
+ * system without extended attributes), so that a test can check what the keystore does when
+ * the OS lets it down. Test-only: nothing in the product links it.
  *
  *   APIKEY_FAULT="op:ERR[:N][,op:ERR[:N]...]"
- *       op   write | fsync | fdatasync | rename | close
- *       ERR  ENOSPC | EIO | EDQUOT | EROFS | EINTR | SHORT (write only: write half, succeed)
+ *       op   write | fsync | fdatasync | rename | close | fsetxattr
+ *       ERR  ENOSPC | EIO | EDQUOT | EROFS | EINTR | EBUSY | EXDEV | ENOTSUP
+ *            | SHORT (write only: write half, succeed)
  *       N    fail only the Nth matching call (1-based); without it, every matching call
  *   APIKEY_FAULT_MATCH="text"  only calls on a path containing text (default ".tmp-", the
  *                              keystore's temp file); "=PATH" means exactly PATH. For rename,
  *                              either path may match. Descriptors are named by /proc/self/fd.
  *   APIKEY_FAULT_LOG=FILE      one line appended per injected fault: "op ERR path"
- *   APIKEY_FAULT_TRACE=FILE    one line appended per matching call, fault or not:
- *                              "op path SECONDS" (CLOCK_REALTIME, when the call began), so
+ *   APIKEY_FAULT_TRACE=FILE    one line appended per matching call but fsetxattr, fault or
+ *                              not: "op path SECONDS" (CLOCK_REALTIME, when the call began), so
  *                              that a test can see when a command writes its temp file
  *
  * Build: cc -shared -fPIC -o faultshim.so tests/faultshim.c -ldl
@@ -25,14 +27,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
 #define MAX_RULES 8
 
-enum op { OP_WRITE, OP_FSYNC, OP_FDATASYNC, OP_RENAME, OP_CLOSE, OP_COUNT };
+enum op { OP_WRITE, OP_FSYNC, OP_FDATASYNC, OP_RENAME, OP_CLOSE, OP_FSETXATTR, OP_COUNT };
 
-static const char *const op_names[OP_COUNT] = {"write", "fsync", "fdatasync", "rename", "close"};
+static const char *const op_names[OP_COUNT] = {"write",  "fsync", "fdatasync",
+                                               "rename", "close", "fsetxattr"};
 
 /* err 0 means SHORT: a partial write that succeeds. */
 struct rule {
@@ -54,12 +58,14 @@ static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int (*real_rename)(const char *, const char *);
 static int (*real_close)(int);
+static int (*real_fsetxattr)(int, const char *, const void *, size_t, int);
 
 static const struct {
     const char *name;
     int err;
-} errs[] = {{"ENOSPC", ENOSPC}, {"EIO", EIO},     {"EDQUOT", EDQUOT},
-            {"EROFS", EROFS},   {"EINTR", EINTR}, {"SHORT", 0}};
+} errs[] = {{"ENOSPC", ENOSPC}, {"EIO", EIO},         {"EDQUOT", EDQUOT},
+            {"EROFS", EROFS},   {"EINTR", EINTR},     {"EBUSY", EBUSY},
+            {"EXDEV", EXDEV},   {"ENOTSUP", ENOTSUP}, {"SHORT", 0}};
 
 static void parse_rule(char *spec)
 {
@@ -105,6 +111,8 @@ static void configure(void)
     real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
     real_rename = (int (*)(const char *, const char *))dlsym(RTLD_NEXT, "rename");
     real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+    real_fsetxattr =
+        (int (*)(int, const char *, const void *, size_t, int))dlsym(RTLD_NEXT, "fsetxattr");
     trace = getenv("APIKEY_FAULT_TRACE");
     if (trace != NULL && *trace == '\0')
         trace = NULL;
@@ -174,11 +182,17 @@ static void trace_call(enum op op, const char *path)
         append_line(trace, line, strlen(line));
 }
 
+/* Whether calls of op are traced: the data path of the temp file, not its attributes. */
+static int traced(enum op op)
+{
+    return trace != NULL && op != OP_FSETXATTR;
+}
+
 /* The rule that fires for this call, if any; every matching rule counts the call. */
 static struct rule *fault_for(enum op op, const char *path)
 {
     struct rule *fire = NULL;
-    if (trace != NULL)
+    if (traced(op))
         trace_call(op, path);
     for (int i = 0; i < nrules; i++) {
         struct rule *r = &rules[i];
@@ -196,7 +210,7 @@ static struct rule *fault_for(enum op op, const char *path)
 /* Whether calls of op need their path: a rule for op, or tracing. */
 static int has_rule(enum op op)
 {
-    if (trace != NULL)
+    if (traced(op))
         return 1;
     for (int i = 0; i < nrules; i++)
         if (rules[i].op == op)
@@ -262,6 +276,15 @@ int rename(const char *from, const char *to)
         r = fault_for(OP_RENAME, path_matches(from) ? from : to);
     if (r == NULL)
         return real_rename(from, to);
+    errno = r->err;
+    return -1;
+}
+
+int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)
+{
+    struct rule *r = fd_fault(OP_FSETXATTR, fd);
+    if (r == NULL)
+        return real_fsetxattr(fd, name, value, size, flags);
     errno = r->err;
     return -1;
 }
