@@ -286,7 +286,12 @@ static int authenticate_at(lua_State *L, int ud, keystore_ud *u)
 
     if (token == NULL) {
         luaL_pushfail(L);
-        lua_pushliteral(L, "missing");
+        /* Several values, as a server joins repeated headers ("Bearer a, Bearer b"): a client
+         * that sent credentials, wrongly. */
+        if (header != NULL && memchr(header, ',', len) != NULL)
+            lua_pushliteral(L, "malformed");
+        else
+            lua_pushliteral(L, "missing");
         return 2;
     }
     v = keystore_verify(&u->ks, token, tlen, (int64_t)time(NULL), &en);
@@ -308,11 +313,12 @@ static double monotonic_seconds(void)
 }
 
 /* A verifier (lua/apikey/verifier.lua) is a table whose slot VERIFIER_KEYSTORE holds its
- * keystore and VERIFIER_NEXT_CHECK the monotonic time (core.clock) of its next look at the
- * file. Its verify and authenticate are the two functions below: a server's check is then one
- * call into C, which runs v:refresh() first when the time has come. Returns the keystore's
- * stack index. */
-enum { VERIFIER_KEYSTORE = 1, VERIFIER_NEXT_CHECK = 2 };
+ * keystore, VERIFIER_NEXT_CHECK the monotonic time (core.clock) of its next look at the file,
+ * and VERIFIER_REFUSING true while it refuses every key (its file changed and has not read for
+ * longer than it may keep the old keys). Its verify and authenticate are the two functions
+ * below: a server's check is then one call into C, which runs v:refresh() first when the time
+ * has come. Returns the keystore's stack index, or 0 while the verifier refuses. */
+enum { VERIFIER_KEYSTORE = 1, VERIFIER_NEXT_CHECK = 2, VERIFIER_REFUSING = 3 };
 
 static int verifier_keystore(lua_State *L, const char *fname, keystore_ud **u)
 {
@@ -323,17 +329,30 @@ static int verifier_keystore(lua_State *L, const char *fname, keystore_ud **u)
         lua_pushvalue(L, 1);
         lua_call(L, 1, 0);
     }
-    lua_pop(L, 1);
     lua_rawgeti(L, 1, VERIFIER_KEYSTORE);
     *u = keystore_at(L, -1, fname);
+    lua_rawgeti(L, 1, VERIFIER_REFUSING);
+    if (lua_toboolean(L, -1))
+        return 0;
+    lua_pop(L, 1);
     return lua_gettop(L);
 }
 
-/* v:verify(key), v:authenticate(header): as the keystore's, after a look at the file when due. */
+static int push_unavailable(lua_State *L)
+{
+    luaL_pushfail(L);
+    lua_pushliteral(L, "unavailable");
+    return 2;
+}
+
+/* v:verify(key), v:authenticate(header): as the keystore's, after a look at the file when due;
+ * fail, "unavailable" while the verifier refuses every key. */
 static int verifier_verify(lua_State *L)
 {
     keystore_ud *u;
     int ud = verifier_keystore(L, "verify", &u);
+    if (ud == 0)
+        return push_unavailable(L);
     return verify_at(L, ud, u, (int64_t)time(NULL));
 }
 
@@ -341,6 +360,8 @@ static int verifier_authenticate(lua_State *L)
 {
     keystore_ud *u;
     int ud = verifier_keystore(L, "authenticate", &u);
+    if (ud == 0)
+        return push_unavailable(L);
     return authenticate_at(L, ud, u);
 }
 

@@ -48,12 +48,12 @@ static const char *advice(int err)
     switch (err) {
     case EACCES:
     case EPERM:
-        return "; run as the keystore's owner or choose another file with --keystore";
+        return "; run as the keystore's owner or choose another keystore file";
     case ENOSPC:
     case EDQUOT:
         return "; free some disk space and try again";
     case EROFS:
-        return "; choose a keystore on a writable file system with --keystore";
+        return "; choose a keystore on a writable file system";
     default:
         return "";
     }
@@ -144,7 +144,7 @@ static int check_folder(const char *dir, const char *path, int *shared, ak_err *
     if (stat(dir, &sb) != 0)
         return errno == ENOENT ? 0 : fail_errno(e, "check folder", dir, errno);
     if (!S_ISDIR(sb.st_mode))
-        return ak_fail(e, AK_EIO, "%s is not a folder; choose another file with --keystore", dir);
+        return ak_fail(e, AK_EIO, "%s is not a folder; choose another keystore file", dir);
     if (!trusted_owner(sb.st_uid)) {
         user_name(sb.st_uid, owner, sizeof owner);
         user_name(geteuid(), me, sizeof me);
@@ -264,8 +264,8 @@ static int target_open(const char *path, ak_target *t, ak_err *e)
                 return 0;
             /* A link to nothing is a mistake to report, not an empty keystore. */
             ak_fail(e, AK_EIO,
-                    "%s is a symbolic link to a missing file (%s); fix the link or choose the "
-                    "keystore file with --keystore",
+                    "%s is a symbolic link to a missing file (%s); fix the link or choose "
+                    "another keystore file",
                     path, t->path);
             goto fail;
         }
@@ -303,8 +303,7 @@ static int target_open(const char *path, ak_target *t, ak_err *e)
         goto fail;
     }
     if (!S_ISREG(t->sb.st_mode)) {
-        ak_fail(e, AK_EIO, "%s is not a regular file; choose the keystore file with --keystore",
-                path);
+        ak_fail(e, AK_EIO, "%s is not a regular file; choose the keystore file itself", path);
         goto fail;
     }
     if (check_owner("keystore", path, &t->sb, t->shared, e) != 0)
@@ -380,8 +379,8 @@ int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *s
     sb = t.sb;
     if (sb.st_size > MAX_KEYSTORE_SIZE) {
         ak_fail(e, AK_ECORRUPT,
-                "%s is too large to be a keystore (%lld bytes); check the file given with "
-                "--keystore",
+                "%s is too large to be a keystore (%lld bytes); check that it is the "
+                "keystore file",
                 path, (long long)sb.st_size);
         goto fail;
     }
@@ -438,8 +437,7 @@ static int ensure_folder(const char *dir, ak_err *e)
     struct stat sb;
     if (stat(dir, &sb) == 0) {
         if (!S_ISDIR(sb.st_mode))
-            return ak_fail(e, AK_EIO, "%s is not a folder; choose another file with --keystore",
-                           dir);
+            return ak_fail(e, AK_EIO, "%s is not a folder; choose another keystore file", dir);
         return 0;
     }
     if (errno != ENOENT)
@@ -449,7 +447,7 @@ static int ensure_folder(const char *dir, ak_err *e)
     if (errno == ENOENT)
         return ak_fail(e, AK_EIO,
                        "cannot create folder %s: its parent folder does not exist; create it "
-                       "first or choose another file with --keystore",
+                       "first or choose another keystore file",
                        dir);
     return fail_errno(e, "create folder", dir, errno);
 }

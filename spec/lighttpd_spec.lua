@@ -119,11 +119,15 @@ function Server:stop()
     end
 end
 
--- GET path with an Authorization header (none when nil): status, headers (lower-case names),
--- body.
+-- GET path with an Authorization header (none when nil; one header each for a list): status,
+-- headers (lower-case names), body.
 function Server:get(path, authorization)
-    local cmd = ("curl -sS -i --max-time 5 %s %s"):format(
-        authorization and "-H " .. quote("Authorization: " .. authorization) or "",
+    local values = type(authorization) == "table" and authorization or { authorization }
+    local options = {}
+    for i, value in ipairs(values) do
+        options[i] = "-H " .. quote("Authorization: " .. value)
+    end
+    local cmd = ("curl -sS -i --max-time 5 %s %s"):format(table.concat(options, " "),
         quote(("http://127.0.0.1:%d%s"):format(self.port, path)))
     local raw = capture(cmd .. " 2>&1")
     local head, body = raw:match("^(.-)\r\n\r\n(.*)$")
@@ -282,6 +286,15 @@ describe("examples/lighttpd", function()
         assert.is_true(ok, "the key was still let in 8 s after it was made to last 5 s")
     end)
 
+    it("refuses two Authorization headers as malformed, even when one holds a valid key", function()
+        assert.equal(401, server:status_of("/hello.txt", { "Bearer " .. key, "Bearer " .. UNKNOWN_KEY }))
+        local log
+        assert.is_true((within(5, function()
+            log = h.read_file(dir .. "/access.log") or ""
+            return log:find('401 - malformed "GET', 1, true)
+        end)), log)
+    end)
+
     it("logs the alias and why a request was refused, and never a key", function()
         server:get("/hello.txt", "Bearer " .. key)
         server:get("/hello.txt", "Bearer " .. UNKNOWN_KEY)
@@ -318,8 +331,14 @@ describe("examples/lighttpd with a keystore it cannot read", function()
 
         assert.equal(500, server:status_of("/hello.txt"))
         assert.equal(500, server:status_of("/hello.txt", "Bearer " .. UNKNOWN_KEY))
+        os.execute("sleep 1.1") -- past the script's one try a second
+        assert.equal(500, server:status_of("/hello.txt"))
         local errors = h.read_file(dir .. "/error.log") or ""
-        assert.truthy(errors:find("cannot load the keystore", 1, true), errors)
+        -- one line for the failure, however many requests: no stack trace, no repeat
+        local _, lines = errors:gsub("cannot load the keystore", "")
+        assert.equal(1, lines, errors)
+        assert.falsy(errors:find("traceback", 1, true), errors)
+        assert.falsy(errors:find("--keystore", 1, true), errors)
 
         os.remove(keystore)
         local key = h.create(keystore, "ci-bot")

@@ -378,4 +378,81 @@ describe("apikey.verifier", function()
             assert.equal("apikey verifier (" .. path .. ")", tostring(v))
         end)
     end)
+
+    describe("a file that changed and cannot be read", function()
+        it("keeps the old keys for max_stale seconds, then refuses every key until it reads again", function()
+            local key = create("ci-bot")
+            local good = read(path)
+            local lines = {}
+            local v = assert(verifier.new {
+                path = path,
+                interval = 0,
+                max_stale = 1,
+                log = function(line) lines[#lines + 1] = line end,
+            })
+            replace(path, ("\0"):rep(4096))
+            assert.equal("ci-bot", v:verify(key).alias)
+            assert.equal("stale", v:status().state)
+            assert.truthy(lines[1]:find("for at most 1 s", 1, true), lines[1])
+            sleep(2.1)
+            assert.same({ nil, "unavailable" }, { v:verify(key) })
+            assert.same({ nil, "unavailable" }, { v:authenticate("Bearer " .. key) })
+            assert.same({ nil, "unavailable" }, { v:verify(UNKNOWN_KEY) })
+            local s = v:status()
+            assert.equal("refusing", s.state)
+            assert.is_number(s.failing_since)
+            assert.truthy(lines[#lines]:find("refusing every key until it reads again", 1, true), lines[#lines])
+            replace(path, good)
+            assert(os.execute("chmod 600 '" .. path .. "'"))
+            assert.equal("ci-bot", v:verify(key).alias)
+            assert.equal("ok", v:status().state)
+            assert.is_nil(v:status().failing_since)
+        end)
+
+        it("with max_stale 0, refuses at once", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0, max_stale = 0 })
+            replace(path, "not a keystore")
+            assert.same({ nil, "unavailable" }, { v:verify(key) })
+        end)
+
+        it("raises on a max_stale that is not a number of seconds", function()
+            assert.has_error(function() verifier.new { path = path, max_stale = -1 } end)
+            assert.has_error(function() verifier.new { path = path, max_stale = "60" } end)
+        end)
+    end)
+
+    describe("log", function()
+        it("an error in the log function never reaches verify or authenticate", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new {
+                path = path,
+                interval = 0,
+                log = function() error("log is broken") end,
+            })
+            replace(path, "not a keystore")
+            local stderr = io.stderr
+            local captured = io.tmpfile()
+            io.stderr = captured
+            local ok, e1 = pcall(v.verify, v, key)
+            local ok2, e2 = pcall(v.authenticate, v, "Bearer " .. key)
+            io.stderr = stderr
+            assert.is_true(ok, tostring(e1))
+            assert.is_true(ok2, tostring(e2))
+            assert.equal("ci-bot", e1.alias)
+            captured:seek("set")
+            local said = captured:read("a")
+            assert.truthy(said:find("log function failed", 1, true), said)
+            assert.is_nil(said:find(key, 1, true))
+        end)
+    end)
+
+    describe("several Authorization values", function()
+        it("are malformed, not missing", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path })
+            assert.same({ nil, "malformed" }, { v:authenticate("Bearer " .. key .. ", Bearer " .. UNKNOWN_KEY) })
+            assert.same({ nil, "malformed" }, { v:authenticate("Basic dXNlcg==, Bearer " .. key) })
+        end)
+    end)
 end)

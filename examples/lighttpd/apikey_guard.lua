@@ -41,15 +41,16 @@ function guard.setup(opts)
     verifier, retry_at, open_error = nil, 0, nil
 end
 
--- The verifier, loading the keystore on first use. Raising makes lighttpd answer 500:
--- without a keystore nobody gets in, and the error log says why.
+-- The verifier, loading the keystore on first use; nil while it cannot be loaded, and then
+-- every request gets 500: without a keystore nobody gets in. The error log says why once per
+-- change of state, not once per request.
 local function load()
     if settings == nil then
         error("apikey_guard: setup was not called (see apikey-auth.lua)", 0)
     end
     local now = os.time()
     if now < retry_at then
-        error(open_error, 0)
+        return nil
     end
     local v, msg = apikey.verifier {
         path = settings.path,
@@ -59,13 +60,19 @@ local function load()
     }
     if not v then
         -- at most one attempt a second: a wrong password costs a key derivation each time
-        retry_at, open_error = now + 1, "apikey: cannot load the keystore: " .. msg
-        error(open_error, 0)
+        retry_at = now + 1
+        if msg ~= open_error then
+            log(("apikey: cannot load the keystore, so every request gets 500: %s; check "
+                .. "APIKEY_KEYSTORE and APIKEY_KEYSTORE_PASSWORD in lighttpd's environment, and "
+                .. "that lighttpd's user can read the file"):format(msg))
+        end
+        open_error = msg
+        return nil
     end
     local n = v:status().keys
     log(("apikey: checking API keys against %s (%d key%s)")
         :format(settings.path, n, n == 1 and "" or "s"))
-    verifier = v
+    verifier, open_error = v, nil
     return v
 end
 
@@ -73,9 +80,14 @@ end
 -- AUTH_TYPE ("Bearer") go into the request environment, where the backend (CGI, FastCGI,
 -- SCGI) and the access log (%u) see them, and the header is dropped unless forward_key is
 -- set; returns 0, and lighttpd goes on. Otherwise sets WWW-Authenticate and APIKEY_ERROR (the
--- reason, for the access log: missing, unknown, expired or malformed) and returns 401.
+-- reason, for the access log: missing, unknown, expired or malformed) and returns 401; while
+-- the keystore cannot be used (not loaded yet, or unreadable for too long), returns 500.
 function guard.check(r)
-    local entry, why = (verifier or load()):authenticate(r.req_header["Authorization"])
+    local v = verifier or load()
+    if not v then
+        return 500
+    end
+    local entry, why = v:authenticate(r.req_header["Authorization"])
     if entry then
         local env = r.req_env
         env["REMOTE_USER"] = entry.alias
@@ -86,6 +98,10 @@ function guard.check(r)
         return 0
     end
     r.req_env["APIKEY_ERROR"] = why
+    if why == "unavailable" then
+        -- the keystore changed and has not been readable for too long (see apikey.verifier)
+        return 500
+    end
     r.resp_header["WWW-Authenticate"] = why == "missing" and settings.challenge
         or settings.challenge_invalid
     return 401

@@ -18,16 +18,18 @@ local time = os.time
 local type = type
 
 local INTERVAL = 1 -- seconds between looks at the file
+local MAX_STALE = 60 -- seconds the keys of a file that changed and cannot be read stay in use
 
 -- A verifier is a table: [1] its keystore, [2] the core.clock() time of its next look at the
--- file (the core's verify and authenticate read both), and the fields below.
-local KEYSTORE, NEXT_CHECK = 1, 2
+-- file, [3] true while it refuses every key (the core's verify and authenticate read these
+-- three), and the fields below.
+local KEYSTORE, NEXT_CHECK, REFUSING = 1, 2, 3
 
 local Verifier = {}
 Verifier.__index = Verifier
 Verifier.__name = "apikey.Verifier"
 
-local OPTIONS = { path = true, password = true, interval = true, log = true }
+local OPTIONS = { path = true, password = true, interval = true, max_stale = true, log = true }
 
 local function argerror(msg)
     error(("bad argument #1 to 'verifier' (%s)"):format(msg), 3)
@@ -35,6 +37,23 @@ end
 
 local function plural(n)
     return n == 1 and "" or "s"
+end
+
+local function is_seconds(v)
+    return type(v) == "number" and v >= 0 and v < math.huge
+end
+
+-- Calls the caller's log function with line. An error in it is the caller's, and is reported
+-- on stderr: it must never make a check raise.
+local function say(self, line)
+    local log = self._log
+    if log then
+        local ok, err = pcall(log, line)
+        if not ok then
+            io.stderr:write(("apikey: the verifier's log function failed (%s); the line was: %s\n")
+                :format(tostring(err), line))
+        end
+    end
 end
 
 --- Opens the keystore at opts.path and returns a verifier, or nil, message, code when the
@@ -45,11 +64,16 @@ end
 local function new(opts)
     local apikey = require "apikey"
     apikey._check_options("verifier", 1, opts, OPTIONS)
-    local interval, log = opts.interval, opts.log
+    local interval, max_stale, log = opts.interval, opts.max_stale, opts.log
     if interval == nil then
         interval = INTERVAL
-    elseif type(interval) ~= "number" or not (interval >= 0 and interval < math.huge) then
+    elseif not is_seconds(interval) then
         argerror("interval must be a number of seconds, 0 or more")
+    end
+    if max_stale == nil then
+        max_stale = MAX_STALE
+    elseif not is_seconds(max_stale) then
+        argerror("max_stale must be a number of seconds, 0 or more")
     end
     if log ~= nil and type(log) ~= "function" then
         argerror("log must be a function, got " .. type(log))
@@ -65,45 +89,57 @@ local function new(opts)
     return setmetatable({
         path = opts.path,
         interval = interval,
+        max_stale = max_stale,
         loaded_at = now,
         checked_at = now,
         reloads = 0,
         _log = log,
         [KEYSTORE] = ks,
         [NEXT_CHECK] = clock() + interval,
+        [REFUSING] = false,
     }, Verifier)
 end
 
 --- Compares the file with the keys in use now, whatever the interval: true if new keys were
--- loaded, false if the file had not changed, or nil, message, code.
+-- loaded, false if the file had not changed, or nil, message, code. When the file changed and
+-- cannot be read, the keys loaded before stay in use for max_stale seconds; after that every
+-- key is refused ("unavailable") until the file reads again: a revoked key does not stay valid
+-- for as long as the file is broken.
 function Verifier:refresh()
-    local ks, log = self[KEYSTORE], self._log
+    local ks = self[KEYSTORE]
     self[NEXT_CHECK] = clock() + self.interval
     local changed, err, code = ks:refresh()
     local now = time()
     self.checked_at = now
     if changed == nil then
-        if log and err ~= self.last_error then
+        self.failing_since = self.failing_since or now
+        local refuse = now - self.failing_since >= self.max_stale
+        if refuse and not self[REFUSING] then
+            say(self, ("apikey: cannot reload %s for %d s: refusing every key until it reads "
+                .. "again: %s"):format(self.path, now - self.failing_since, err))
+        elseif not refuse and err ~= self.last_error then
             local n = ks:count()
-            log(("apikey: cannot reload %s, keeping the %d key%s loaded before: %s")
-                :format(self.path, n, plural(n), err))
+            say(self, ("apikey: cannot reload %s, keeping the %d key%s loaded before for at most "
+                .. "%d s: %s"):format(self.path, n, plural(n), self.max_stale, err))
         end
+        self[REFUSING] = refuse
         self.last_error, self.last_error_code, self.failed_at = err, code, now
         return nil, err, code
     end
     if changed then
         self.loaded_at, self.reloads = now, self.reloads + 1
     end
-    if log and (changed or self.last_error) then
+    if changed or self.last_error then
         local n = ks:count()
-        log(("apikey: loaded %s: %d key%s"):format(self.path, n, plural(n)))
+        say(self, ("apikey: loaded %s: %d key%s"):format(self.path, n, plural(n)))
     end
-    self.last_error, self.last_error_code, self.failed_at = nil, nil, nil
+    self[REFUSING] = false
+    self.failing_since, self.last_error, self.last_error_code, self.failed_at = nil, nil, nil, nil
     return changed
 end
 
 --- v:verify(key): a key's entry { alias, hint, masked, created, expires, expired }, or nil and
--- "unknown", "expired" or "malformed". The entry is shared between calls: read it, do not
+-- "unknown", "expired", "malformed", or "unavailable" while the verifier refuses every key. The entry is shared between calls: read it, do not
 -- change it. The hot path is one call into the core: a clock read, one comparison (calling
 -- v:refresh() when the interval has passed), then the keystore's O(1) lookup.
 Verifier.verify = core.verifier_verify
@@ -112,11 +148,16 @@ Verifier.verify = core.verifier_verify
 -- any case): like verify, with nil and "missing" when the value is nil or not of that form.
 Verifier.authenticate = core.verifier_authenticate
 
---- The state: path, keys (how many are loaded), loaded_at, checked_at, reloads, and
--- error, error_code and failed_at while reloads fail.
+--- The state: path, state ("ok"; "stale" while reloads fail and the keys loaded before are in
+-- use; "refusing" once they have failed for max_stale seconds), keys (how many are loaded),
+-- loaded_at, checked_at, reloads, and error, error_code, failed_at and failing_since while
+-- reloads fail.
 function Verifier:status()
+    local state = self[REFUSING] and "refusing" or self.last_error and "stale" or "ok"
     return {
         path = self.path,
+        state = state,
+        failing_since = self.failing_since,
         keys = self[KEYSTORE]:count(),
         loaded_at = self.loaded_at,
         checked_at = self.checked_at,
