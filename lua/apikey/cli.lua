@@ -346,6 +346,10 @@ function cli.main(argv, opts)
     end
 
     local function fail(msg, code)
+        -- The core's advice names no option, as servers use it too; here a file is chosen
+        -- with --keystore.
+        msg = msg:gsub("choose another keystore file", "%0 with --keystore")
+            :gsub("choose a keystore on a writable file system", "%0 with --keystore")
         if code == "badpassword" and not msg:find("--password-file", 1, true) then
             msg = msg .. "; give the keystore's password with --password-file FILE or "
                 .. "APIKEY_KEYSTORE_PASSWORD"
