@@ -5,7 +5,8 @@
 -- The specs run against an installed tree, its prefix h.prefix: APIKEY_TEST_PREFIX when set
 -- (scripts/test.sh stages an install for each run and sets it), else build/stage of the
 -- repository, which `sh scripts/install.sh --with-tests build/stage` makes for running busted
--- by hand. Loading this module puts that tree first on package.path and package.cpath, and
+-- by hand. Loading this module stops with a one-line hint when that tree is missing (or
+-- build/stage is older than a source), and puts it first on package.path and package.cpath;
 -- the command is run as `lua5.4 PREFIX/bin/apikey ...`.
 local helpers = {}
 
@@ -41,11 +42,12 @@ helpers.lua = os.getenv("APIKEY_TEST_LUA") or "lua5.4"
 
 do
     local prefix = os.getenv("APIKEY_TEST_PREFIX") or ""
+    local staged_by_hand = prefix == ""
+    local stage = "sh scripts/install.sh --with-tests build/stage"
     local hint = "APIKEY_TEST_PREFIX is " .. prefix .. ", which holds no apikey install"
-    if prefix == "" then
+    if staged_by_hand then
         prefix = helpers.root .. "/build/stage"
-        hint = "no apikey install to test in " .. prefix
-            .. "; run: sh scripts/install.sh --with-tests build/stage (and again after a change)"
+        hint = "no apikey install to test in " .. prefix .. "; run: " .. stage
     end
     for _, file in ipairs { "/bin/apikey", "/lib/lua/5.4/apikey/core.so" } do
         local f = io.open(prefix .. file, "rb")
@@ -53,6 +55,20 @@ do
             error(hint, 0)
         end
         f:close()
+    end
+    -- A source changed since build/stage was staged would go untested: the first such file.
+    if staged_by_hand then
+        local find = [[cd %s && find csrc -type f -newer %s/lib/lua/5.4/apikey/core.so;
+            cmp -s bin/apikey %s/bin/apikey || echo bin/apikey
+            for f in $(find lua -name '*.lua'); do
+                cmp -s "$f" %s/share/lua/5.4/"${f#lua/}" || echo "$f"
+            done]]
+        local q = helpers.quote(prefix)
+        local changed = helpers.capture(find:format(helpers.quote(helpers.root), q, q, q))
+            :match("[^\n]+")
+        if changed then
+            error(("%s changed since %s was staged; run: %s"):format(changed, prefix, stage), 0)
+        end
     end
     helpers.prefix = prefix
     helpers.bin = prefix .. "/bin/apikey"
