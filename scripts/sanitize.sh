@@ -11,16 +11,17 @@
 # How: each program that loads the module (lua5.4: busted itself and every `apikey` a spec
 # runs; lighttpd for the example) is found on PATH as a wrapper in the run's <mode>/bin that
 # starts the real one with the sanitizer runtime preloaded, or under valgrind. A small
-# preloaded helper keeps C modules loaded at exit (dlclose does nothing), so that a leak report
-# names our functions and what our statics hold is not counted as leaked; under ASan it also
-# removes LD_PRELOAD from that process's environment, so the shells and tools a spec runs (sh,
-# mktemp, openssl) are not instrumented and their own leaks are not counted as ours (valgrind
-# follows no child process anyway).
-# A module that leaks on purpose must be reported first, or the run fails: the
+# preloaded helper (tests/preload.c) keeps C modules loaded at exit (dlclose does nothing), so
+# that a leak report names our functions and what our statics hold is not counted as leaked;
+# under ASan it also removes LD_PRELOAD from that process's environment, so the shells and
+# tools a spec runs (sh, mktemp, openssl) are not instrumented and their own leaks are not
+# counted as ours (valgrind follows no child process anyway).
+# A module that leaks on purpose (tests/canary.c) must be reported first, or the run fails: the
 # instrumentation is proven live. Reports are printed at the end.
 set -eu
 
 cd "$(dirname "$0")/.."
+. scripts/testenv.sh
 root=$PWD
 mode=asan
 if [ "${1:-}" = "--valgrind" ]; then
@@ -28,13 +29,9 @@ if [ "${1:-}" = "--valgrind" ]; then
     shift
 fi
 cc=${CC:-cc}
-# As scripts/test.sh: the staged install, the wrappers and the specs' temporary files go under
-# one folder of this run that others may traverse (some specs run the command as another user),
+# The staged install, the wrappers and the specs' temporary files go under the run's folder,
 # removed at the end; reports are printed before that.
-TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/apikey-tests.XXXXXX")
-chmod 755 "$TMPDIR"
-export TMPDIR
-trap 'chmod -R u+rwx "$TMPDIR" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
+test_tmpdir
 out=$TMPDIR/$mode
 stage=$out/stage
 logs=$out/logs
@@ -48,37 +45,16 @@ if [ "$mode" = asan ]; then
 else
     cmake_args=""
 fi
-BUILD_DIR=$root/build/$mode CMAKE_ARGS="$cmake_args ${CMAKE_ARGS:-}" \
-    sh scripts/install.sh --with-tests "$stage"
+test_install "$stage" "$root/build/$mode" "$cmake_args ${CMAKE_ARGS:-}"
 
 mkdir -p "$out/bin" "$logs"
 chmod 1777 "$logs" # processes run as another user write their reports here too
 
-cat >"$out/helper.c" <<'C'
-/* Preloaded into each wrapped program of a sanitizer run, after the sanitizer runtime. */
-#include <stdlib.h>
-
-/* Its children are instrumented only when they are wrapped programs again (found on PATH).
- * Valgrind follows no child anyway, and there dropping LD_PRELOAD would also disable the
- * other libraries preloaded with it (the fault shim). */
-#ifndef KEEP_PRELOAD
-__attribute__((constructor)) static void drop_preload(void)
-{
-    unsetenv("LD_PRELOAD");
-}
-#endif
-
-/* Modules stay loaded to the end, so that leak reports can name their functions. */
-int dlclose(void *handle)
-{
-    (void)handle;
-    return 0;
-}
-C
+# tests/preload.c: keeps modules loaded; under ASan, leaves the tools a spec runs uninstrumented.
 keep=
 [ "$mode" = valgrind ] && keep=-DKEEP_PRELOAD
 # shellcheck disable=SC2086
-"$cc" -shared -fPIC -O1 $keep -o "$out/helper.so" "$out/helper.c"
+CC=$cc sh tests/build.sh "$out" preload $keep
 
 if [ "$mode" = asan ]; then
     runtime=$("$cc" -print-file-name=libasan.so)
@@ -104,12 +80,12 @@ wrap() {
     if [ "$mode" = asan ]; then
         cat >"$out/bin/$1" <<SH
 #!/bin/sh
-LD_PRELOAD="$runtime:$out/helper.so\${LD_PRELOAD:+:\$LD_PRELOAD}" exec "$real" "\$@"
+LD_PRELOAD="$runtime:$out/preload.so\${LD_PRELOAD:+:\$LD_PRELOAD}" exec "$real" "\$@"
 SH
     else
         cat >"$out/bin/$1" <<SH
 #!/bin/sh
-LD_PRELOAD="$out/helper.so\${LD_PRELOAD:+:\$LD_PRELOAD}" exec valgrind --tool=memcheck -q \\
+LD_PRELOAD="$out/preload.so\${LD_PRELOAD:+:\$LD_PRELOAD}" exec valgrind --tool=memcheck -q \\
     --error-exitcode=86 --leak-check=full --errors-for-leak-kinds=definite \\
     --show-leak-kinds=definite --log-file="$logs/memcheck.%p" "$real" "\$@"
 SH
@@ -125,23 +101,14 @@ export PATH
 # The instrumentation must be live: a module that leaks on purpose must be reported.
 canary_flags=
 [ "$mode" = asan ] && canary_flags=-fsanitize=address
-printf '%s\n' '#include <stdlib.h>' \
-    'void *volatile canary_keep;' \
-    'int luaopen_canary(void *L)' \
-    '{ (void)L; canary_keep = malloc(4242); canary_keep = 0; return 0; }' \
-    >"$out/canary.c"
 # shellcheck disable=SC2086
-"$cc" -shared -fPIC -g $canary_flags -o "$out/canary.so" "$out/canary.c"
+CC=$cc sh tests/build.sh "$out" canary $canary_flags
 lua5.4 -e "package.cpath = '$out/?.so'; require 'canary'" >/dev/null 2>&1 || true
 if ! grep -Eqs '4,?242 byte' "$logs"/*; then
     echo "sanitize.sh: the leak canary was not reported: the $mode instrumentation is not live" >&2
     exit 1
 fi
 rm -f "$logs"/*
-
-export APIKEY_TEST_PREFIX="$stage"
-export LUA_PATH="$stage/share/lua/5.4/?.lua;$stage/share/lua/5.4/?/init.lua;;"
-export LUA_CPATH="$stage/lib/lua/5.4/?.so;;"
 
 # The specs to run: those named, else all of spec/. Under valgrind (20 to 50 times slower),
 # all but the two whose timing is measured at native speed: the crash spec's kill delays and
@@ -177,7 +144,7 @@ if [ -n "$reports" ]; then
         echo "---- $f"
         head -n 60 "$f"
     done
-    echo "sanitize.sh: $(echo $reports | wc -w) $mode report(s) above" >&2
+    echo "sanitize.sh: $(echo "$reports" | wc -w) $mode report(s) above" >&2
     exit 1
 fi
 if [ "$status" -ne 0 ]; then

@@ -10,20 +10,9 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-# The staged install and every spec's temporary files go under one folder of this run, removed
-# however the run ends (a spec that fails midway cannot leave its files behind). Others may
-# traverse it, wherever the repository is: some specs run the command as another user.
-TMPDIR=$(mktemp -d "${TMPDIR:-/tmp}/apikey-tests.XXXXXX")
-chmod 755 "$TMPDIR"
-export TMPDIR
-trap 'chmod -R u+rwx "$TMPDIR" 2>/dev/null; rm -rf "$TMPDIR"' EXIT
-
-stage=$TMPDIR/stage
-sh scripts/install.sh --with-tests "$stage"
-
-export APIKEY_TEST_PREFIX="$stage"
-export LUA_PATH="$stage/share/lua/5.4/?.lua;$stage/share/lua/5.4/?/init.lua;;"
-export LUA_CPATH="$stage/lib/lua/5.4/?.so;;"
+. scripts/testenv.sh
+test_tmpdir
+test_install "$TMPDIR/stage"
 
 # run NAME COMMAND...: runs one pass of the suite, its output also in build/NAME.log, and adds
 # its busted summary ("N successes / N failures / N errors / N pending") to the totals. A pass

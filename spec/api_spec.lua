@@ -1,6 +1,6 @@
 -- The Lua API, `require "apikey"`: every call, every failure code it can return, and misuse.
+local h = require "spec.helpers"
 local apikey = require "apikey"
-local h = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "helpers.lua")
 
 local FAST = 1000 -- PBKDF2 iterations for keystores with a password, to keep the specs quick
 

@@ -1,7 +1,7 @@
 -- The `apikey` command, run as a subprocess against temporary keystores: the user guide's
 -- lines to the character, and the exit codes.
 local json = require "dkjson"
-local h = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "helpers.lua")
+local h = require "spec.helpers"
 
 local run, create = h.run, h.create
 

@@ -1,7 +1,7 @@
 -- Concurrency: many `apikey` processes writing one keystore at once lose nothing, and a
 -- reader verifying keys in a loop all the while never fails to load the file and never sees
 -- a key that was not created or that was revoked.
-local rel = require "spec.support.reliability"
+local rel = require("spec.helpers").reliability
 
 local WORKERS, PER_WORKER = 8, 25
 local TIME_LIMIT = 300 -- seconds for all the writers of one phase

@@ -8,7 +8,7 @@
 -- file and renames it (where a kill hurts most); both spans are measured first, with the
 -- fault shim tracing the calls, and printed. APIKEY_CRASH_SPANS="MAX,FROM,TO" (milliseconds)
 -- sets them, to replay a run exactly.
-local rel = require "spec.support.reliability"
+local rel = require("spec.helpers").reliability
 
 local RUNS = tonumber(os.getenv("APIKEY_CRASH_RUNS")) or 200
 local SEED = tonumber(os.getenv("APIKEY_CRASH_SEED")) or (os.time() % 1000000)

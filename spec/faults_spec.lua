@@ -2,7 +2,7 @@
 -- (tests/faultshim.c, loaded with LD_PRELOAD), create and revoke fail with one clear line and
 -- exit 1, the keystore stays byte-for-byte as it was, no temp file is left behind, and the
 -- next command without the fault works.
-local rel = require "spec.support.reliability"
+local rel = require("spec.helpers").reliability
 
 local injected, cases = 0, 0
 

@@ -1,7 +1,7 @@
 -- The keystore file: a PKCS#12 file that OpenSSL reads, that never holds a key's text, that
 -- keeps what other tools put in it, that is never damaged by a failed command, and that
 -- only its owner can read.
-local h = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "helpers.lua")
+local h = require "spec.helpers"
 
 local run, create, q = h.run, h.create, h.quote
 

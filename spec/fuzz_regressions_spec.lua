@@ -2,8 +2,7 @@
 -- replayed through the harnesses built with ASan and UBSan but without libFuzzer
 -- (fuzz/replay.sh): a bug the fuzzers found that comes back fails here. Needs a C compiler
 -- with the sanitizer runtimes (gcc or clang) and the OpenSSL and libuuid headers.
-local ROOT = debug.getinfo(1, "S").source:match("^@(.-)spec/fuzz_regressions_spec%.lua$") or ""
-ROOT = ROOT == "" and "." or ROOT:gsub("/$", "")
+local h = require "spec.helpers"
 
 local HARNESSES = {
     record = "record_decode, and record_encode of what decodes",
@@ -12,20 +11,6 @@ local HARNESSES = {
     verify = "ks:verify and ks:authenticate through the Lua binding",
 }
 
-local function quote(s)
-    return "'" .. s:gsub("'", "'\\''") .. "'"
-end
-
-local function read(path)
-    local f = io.open(path, "rb")
-    if not f then
-        return ""
-    end
-    local s = f:read("a")
-    f:close()
-    return s
-end
-
 describe("fuzz regressions", function()
     local output, ok
 
@@ -33,9 +18,9 @@ describe("fuzz regressions", function()
         local log = os.tmpname()
         -- The replay programs carry their own sanitizer runtime: nothing preloaded may come
         -- first (as under scripts/sanitize.sh).
-        ok = os.execute(("env -u LD_PRELOAD sh %s/fuzz/replay.sh >%s 2>&1"):format(quote(ROOT),
-            quote(log)))
-        output = read(log)
+        ok = os.execute(("env -u LD_PRELOAD sh %s/fuzz/replay.sh >%s 2>&1"):format(
+            h.quote(h.root), h.quote(log)))
+        output = h.read_file(log) or ""
         os.remove(log)
     end)
 

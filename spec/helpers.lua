@@ -1,21 +1,85 @@
--- Shared by the specs: temporary folders, running commands, reading files.
+-- The specs' helpers, one module for every spec: `local h = require "spec.helpers"`.
+-- Temporary folders, running commands, reading files; h.reliability adds what the reliability
+-- specs (crash, faults, concurrency, hostile input) share (spec/support/reliability.lua).
 --
--- The specs run against an installed tree: APIKEY_TEST_PREFIX is its prefix (scripts/test.sh
--- sets it, with LUA_PATH and LUA_CPATH pointing into it), and the command is run as
--- `lua5.4 $APIKEY_TEST_PREFIX/bin/apikey ...`.
+-- The specs run against an installed tree, its prefix h.prefix: APIKEY_TEST_PREFIX when set
+-- (scripts/test.sh stages an install for each run and sets it), else build/stage of the
+-- repository, which `sh scripts/install.sh --with-tests build/stage` makes for running busted
+-- by hand. Loading this module stops with a one-line hint when that tree is missing (or
+-- build/stage is older than a source), and puts it first on package.path and package.cpath;
+-- the command is run as `lua5.4 PREFIX/bin/apikey ...`.
 local helpers = {}
-
-helpers.prefix = os.getenv("APIKEY_TEST_PREFIX")
-    or error("APIKEY_TEST_PREFIX is not set: run the specs with sh scripts/test.sh", 0)
-helpers.bin = helpers.prefix .. "/bin/apikey"
-
--- A key as create prints it: UUID v4, lower case.
-helpers.UUID = "%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x"
-helpers.STORE_LINE = "Please store this key securely, as it will not be shown again."
 
 function helpers.quote(s)
     return "'" .. s:gsub("'", "'\\''") .. "'"
 end
+
+function helpers.trim(s)
+    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
+-- Everything a shell command prints on stdout.
+function helpers.capture(cmd)
+    local p = assert(io.popen(cmd))
+    local out = p:read("a")
+    p:close()
+    return out
+end
+
+-- What a shell command prints, without the blanks around it.
+function helpers.output(cmd)
+    return helpers.trim(helpers.capture(cmd))
+end
+
+-- The repository's root, absolute, from this file's own path (spec/helpers.lua).
+do
+    local dir = debug.getinfo(1, "S").source:match("^@(.-)spec/helpers%.lua$") or ""
+    helpers.root = helpers.output("cd " .. helpers.quote(dir == "" and "." or dir) .. " && pwd")
+end
+
+-- The interpreter that runs the command (and the scripts the specs start).
+helpers.lua = os.getenv("APIKEY_TEST_LUA") or "lua5.4"
+
+do
+    local prefix = os.getenv("APIKEY_TEST_PREFIX") or ""
+    local staged_by_hand = prefix == ""
+    local stage = "sh scripts/install.sh --with-tests build/stage"
+    local hint = "APIKEY_TEST_PREFIX is " .. prefix .. ", which holds no apikey install"
+    if staged_by_hand then
+        prefix = helpers.root .. "/build/stage"
+        hint = "no apikey install to test in " .. prefix .. "; run: " .. stage
+    end
+    for _, file in ipairs { "/bin/apikey", "/lib/lua/5.4/apikey/core.so" } do
+        local f = io.open(prefix .. file, "rb")
+        if not f then
+            error(hint, 0)
+        end
+        f:close()
+    end
+    -- A source changed since build/stage was staged would go untested: the first such file.
+    if staged_by_hand then
+        local find = [[cd %s && find csrc -type f -newer %s/lib/lua/5.4/apikey/core.so;
+            cmp -s bin/apikey %s/bin/apikey || echo bin/apikey
+            for f in $(find lua -name '*.lua'); do
+                cmp -s "$f" %s/share/lua/5.4/"${f#lua/}" || echo "$f"
+            done]]
+        local q = helpers.quote(prefix)
+        local changed = helpers.capture(find:format(helpers.quote(helpers.root), q, q, q))
+            :match("[^\n]+")
+        if changed then
+            error(("%s changed since %s was staged; run: %s"):format(changed, prefix, stage), 0)
+        end
+    end
+    helpers.prefix = prefix
+    helpers.bin = prefix .. "/bin/apikey"
+    package.path = ("%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;%s"):format(prefix,
+        prefix, package.path)
+    package.cpath = ("%s/lib/lua/5.4/?.so;%s"):format(prefix, package.cpath)
+end
+
+-- A key as create prints it: UUID v4, lower case.
+helpers.UUID = "%x%x%x%x%x%x%x%x%-%x%x%x%x%-4%x%x%x%-[89ab]%x%x%x%-%x%x%x%x%x%x%x%x%x%x%x%x"
+helpers.STORE_LINE = "Please store this key securely, as it will not be shown again."
 
 -- The words of a list, each quoted, with blanks between.
 function helpers.quote_all(list)
@@ -36,14 +100,25 @@ function helpers.read_file(path)
     return data
 end
 
-function helpers.write_file(path, data)
+-- Writes data to path, and gives it mode (e.g. "600") if given.
+function helpers.write_file(path, data, mode)
     local f = assert(io.open(path, "wb"))
     assert(f:write(data))
     assert(f:close())
+    if mode then
+        helpers.chmod(mode, path)
+    end
 end
 
+function helpers.chmod(mode, path)
+    assert(helpers.sh(("chmod %s %s"):format(mode, helpers.quote(path))) == 0,
+        "chmod failed: " .. path)
+end
+
+-- Whether anything is at path, a dangling symbolic link included.
 function helpers.exists(path)
-    return os.execute("test -e " .. helpers.quote(path)) == true
+    local q = helpers.quote(path)
+    return helpers.sh("test -e " .. q .. " || test -L " .. q) == 0
 end
 
 -- Runs a shell command line; returns its exit code (128 + n when killed by signal n).
@@ -53,14 +128,6 @@ function helpers.sh(cmd)
         return 128 + n
     end
     return ok and 0 or n
-end
-
--- The first line a shell command prints.
-function helpers.capture(cmd)
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    p:close()
-    return out
 end
 
 -- Permission bits in octal, e.g. "600".
@@ -75,9 +142,10 @@ function helpers.remove(dir)
 end
 
 -- A new empty folder, removed when the test ends (pass busted's finally, or nil and remove
--- it with helpers.remove).
+-- it with helpers.remove). Its path is canonical, so that a path the fault shim reads back
+-- from /proc matches.
 function helpers.tmpdir(finally)
-    local dir = helpers.capture("mktemp -d \"${TMPDIR:-/tmp}/apikey-spec.XXXXXX\""):gsub("%s+$", "")
+    local dir = helpers.output("realpath \"$(mktemp -d \"${TMPDIR:-/tmp}/apikey-spec.XXXXXX\")\"")
     assert(dir ~= "", "mktemp failed")
     if finally then
         finally(function()
@@ -155,7 +223,7 @@ end
 
 -- Runs the installed command: run({ "list", "--json" }, env, stdin).
 function helpers.run(args, env, stdin)
-    local argv = { "lua5.4", helpers.bin }
+    local argv = { helpers.lua, helpers.bin }
     table.move(args, 1, #args, 3, argv)
     return helpers.exec(argv, env, stdin)
 end
@@ -206,5 +274,26 @@ function helpers.lines(text)
     end
     return out
 end
+
+local has_system, system = pcall(require, "system")
+
+-- Seconds since an arbitrary point, with sub-millisecond resolution.
+function helpers.clock()
+    if has_system then
+        return system.gettime()
+    end
+    return os.clock()
+end
+
+-- Sleeps for a short while (seconds).
+function helpers.sleep(seconds)
+    if has_system then
+        system.sleep(seconds)
+    else
+        os.execute(("sleep %.3f"):format(seconds))
+    end
+end
+
+helpers.reliability = require("spec.support.reliability")(helpers)
 
 return helpers

@@ -1,6 +1,6 @@
 -- Hostile input: every bad alias, date, key, keystore path and password gets one clear line
 -- on stderr and a non-zero exit, and leaves the keystore byte-for-byte as it was.
-local rel = require "spec.support.reliability"
+local rel = require("spec.helpers").reliability
 
 local SEED = tonumber(os.getenv("APIKEY_HOSTILE_SEED")) or 20240229
 

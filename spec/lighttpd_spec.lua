@@ -2,23 +2,16 @@
 -- key only, and follows `apikey create` and `apikey revoke` without a restart. The server runs
 -- as the current user on 127.0.0.1, on a free port; the keys are made with the installed
 -- command; the requests are made with curl.
-local SPEC_DIR = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
-local h = dofile(SPEC_DIR .. "helpers.lua")
+local h = require "spec.helpers"
 
-local quote, capture = h.quote, h.capture
-
-local function trim(s)
-    return (s:gsub("^%s+", ""):gsub("%s+$", ""))
-end
+local quote, capture, trim = h.quote, h.capture, h.trim
 
 -- lighttpd wants an absolute path to the script
-local EXAMPLE = trim(capture("cd " .. quote(SPEC_DIR .. "../examples/lighttpd") .. " && pwd")) .. "/"
+local EXAMPLE = h.root .. "/examples/lighttpd/"
 local BODY = "hello from behind apikey\n"
 local UNKNOWN_KEY = "0b6e6d2a-3f8e-4c55-9d7e-3b2f9b1c8a10"
 
-local function sleep(seconds)
-    assert(os.execute(("sleep %.2f"):format(seconds)))
-end
+local sleep = h.sleep
 
 local function now()
     return require("apikey.core").clock()

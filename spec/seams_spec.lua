@@ -303,12 +303,12 @@ describe("a keystore with POSIX ACLs and extended attributes", function()
         if not wrap then
             return
         end
-        local shim = assert(require("spec.support.reliability").faultshim(dir))
+        local shim = assert(require("spec.helpers").reliability.faultshim(dir))
         local want, before, files = acl(ks), h.read_file(ks), listing(dir)
         for _, err_name in ipairs { "ENOTSUP", "EIO" } do
             local log = dir .. "/faults.log"
             local out, err, code = h.exec({ "lua5.4", h.bin, "create", "second", "--keystore", ks }, {
-                NO_COLOR = "1", LD_PRELOAD = require("spec.support.reliability").preload(shim),
+                NO_COLOR = "1", LD_PRELOAD = require("spec.helpers").reliability.preload(shim),
                 APIKEY_FAULT = "fsetxattr:" .. err_name, APIKEY_FAULT_LOG = log })
             assert.truthy((h.read_file(log) or ""):find("fsetxattr " .. err_name, 1, true), err)
             os.remove(log)
@@ -458,7 +458,7 @@ describe("a keystore that is a mount point", function()
         local dir = h.tmpdir(finally)
         local ks = dir .. "/keys.p12"
         h.create(ks, "mine")
-        local rel = require "spec.support.reliability"
+        local rel = require("spec.helpers").reliability
         local shim = assert(rel.faultshim(dir))
         local before, files = h.read_file(ks), listing(dir)
         for _, err_name in ipairs { "EBUSY", "EXDEV" } do

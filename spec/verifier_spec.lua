@@ -1,32 +1,11 @@
 -- The verifier for long-running processes: checks keys, follows the keystore file, keeps the
 -- last good keys when a reload fails, and allocates nothing per check.
+local h = require "spec.helpers"
 local core = require "apikey.core"
 local verifier = require "apikey.verifier"
 local apikey = require "apikey"
 
-local function sh(cmd)
-    local p = assert(io.popen(cmd))
-    local out = p:read("a")
-    p:close()
-    return (out:gsub("%s+$", ""))
-end
-
-local function sleep(seconds)
-    assert(os.execute(("sleep %.3f"):format(seconds)))
-end
-
-local function read(path)
-    local f = assert(io.open(path, "rb"))
-    local data = f:read("a")
-    f:close()
-    return data
-end
-
-local function write(path, data)
-    local f = assert(io.open(path, "wb"))
-    f:write(data)
-    f:close()
-end
+local sh, sleep, read, write = h.output, h.sleep, h.read_file, h.write_file
 
 -- Replaces path the way a careful tool does: a new file renamed over it.
 local function replace(path, data)

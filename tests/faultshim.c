@@ -17,7 +17,7 @@
  *                              not: "op path SECONDS" (CLOCK_REALTIME, when the call began), so
  *                              that a test can see when a command writes its temp file
  *
- * Build: cc -shared -fPIC -o faultshim.so tests/faultshim.c -ldl
+ * Build: sh tests/build.sh OUT faultshim (OUT/faultshim.so)
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>

@@ -1,7 +1,10 @@
 -- A reader for concurrency_spec.lua: verifies keys in a loop, with the C core, while other
 -- processes change the keystore, and writes what it saw to a result file.
 --
---   lua5.4 verify_loop.lua KEYSTORE OUTPUTS STOPFILE RESULT
+--   lua5.4 spec/support/verify_loop.lua KEYSTORE OUTPUTS STOPFILE RESULT
+--
+-- from the repository's root, as busted runs, so that it loads spec.helpers as the specs do
+-- (which puts the installed tree under test on the module paths).
 --
 -- OUTPUTS holds the writers' stdout: c-N.out (create lines) and r-N.out (revoke lines), N from
 -- 1 to 16, and r-N.started (an alias a line, written before its revoke starts). Each round it
@@ -10,14 +13,12 @@
 -- printed by a create verifies, unless a revoke of it has started; no key whose revoke was
 -- printed before the round verifies or is listed. It stops when STOPFILE exists, or after 300
 -- seconds; RESULT appears, whole, when it is done.
+local h = require "spec.helpers"
 local core = require "apikey.core"
--- spec/helpers.lua, by its path from this file's (this runs as a process of its own).
-local h = dofile((arg[0]:match("^(.*/)") or "./") .. "../helpers.lua")
 
 local path, outputs, stopfile, result = ...
 assert(result, "usage: verify_loop.lua KEYSTORE OUTPUTS STOPFILE RESULT")
 
-local has_system, system = pcall(require, "system")
 local ALIAS = "^w%d+%-k%d+$"
 local NEVER_CREATED = "6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"
 local DEADLINE = os.time() + 300
@@ -118,9 +119,7 @@ while ks do
     if stop or os.time() > DEADLINE then
         break
     end
-    if has_system then
-        system.sleep(0.001)
-    end
+    h.sleep(0.001)
 end
 if ks then
     ks:close()
