@@ -318,8 +318,8 @@ say()
 say("Where the time of `apikey list` (10 keys) goes:")
 say()
 say(header { "process", "wall", "CPU" })
-for _, what in ipairs { "lua5.4 -e ''", "+ require argparse, dkjson",
-    "+ require apikey.cli (core, OpenSSL)", "apikey list (10 keys)" } do
+for _, what in ipairs { "lua5.4 -e ''", "+ require argparse", "+ require apikey.core (OpenSSL)",
+    "+ require apikey.cli", "+ open the keystore (10 keys)", "apikey list (10 keys)" } do
     local m, s, c = cli_mean("startup", nil, what)
     say(row { "`" .. what .. "`", m and ("%s ± %s"):format(dur(m), dur(s)) or NA, dur(c) })
 end

@@ -2,9 +2,16 @@
  * apikey.h: the internal interfaces between the files of the C core.
  * Nothing declared here is exported from the module; only luaopen_apikey_core is.
  *
- * Layers, one direction of calls:
- *   binding.c -> keystore.c -> p12.c, storage.c -> safebags.c, kdfbudget.c -> alias.c,
- *   record.c -> timeutil.c, der.c -> OpenSSL, libuuid, OS
+ * Layers: a file calls only the files on the lines below its own (docs/ARCHITECTURE.md draws
+ * them with the path of a check and of a create):
+ *   binding.c                          the Lua binding, module apikey.core
+ *   keystore.c                         the model: entries, hash index, create/revoke/verify
+ *   p12.c              storage.c       the PKCS#12 file through OpenSSL; the file on disk
+ *   safebags.c         kdfbudget.c     the bag list by hand; the key-derivation budget
+ *   record.c  alias.c  entries.c       one record; alias text; the entry list
+ *   timeutil.c  der.c  error.c         dates; DER primitives; the error value
+ * and below them all, the libraries (OpenSSL, libacl, libattr) and the OS. Every file may call
+ * error.c; binding.c also calls timeutil.c, for the dates of the Lua API.
  */
 #ifndef APIKEY_H
 #define APIKEY_H
