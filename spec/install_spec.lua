@@ -41,12 +41,14 @@ local function replace(s, from, to)
     return (s:gsub(literal(from), (to:gsub("%%", "%%%%"))))
 end
 
--- The environment of every command here: none of the test run's Lua paths or install.sh
--- settings, and a home of the run's own (LuaRocks may write there).
+-- The environment of every command here: a root shell's PATH on Debian (a test run may put
+-- wrappers of lua5.4 first, which LuaRocks would take for the interpreter), none of the test
+-- run's Lua paths or install.sh settings, and a home of the run's own (LuaRocks may write
+-- there).
 local function env(home, extra)
-    local vars = { LUA_PATH = false, LUA_CPATH = false, LUA_PATH_5_4 = false,
-        LUA_CPATH_5_4 = false, BUILD_DIR = false, CMAKE_ARGS = false, PREFIX = false,
-        HOME = home, NO_COLOR = "1" }
+    local vars = { PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        LUA_PATH = false, LUA_CPATH = false, LUA_PATH_5_4 = false, LUA_CPATH_5_4 = false,
+        BUILD_DIR = false, CMAKE_ARGS = false, PREFIX = false, HOME = home, NO_COLOR = "1" }
     for k, v in pairs(extra or {}) do
         vars[k] = v
     end
