@@ -20,7 +20,8 @@ local PBMAC1_KEY, PBMAC1_ALIAS = "0b7f3c2e-5d41-4a8e-9c3b-7e2f1a6d4c80", "pbmac1
 -- A copy of a fixture, mode 600, in a folder removed when the test ends.
 local function copy(finally, name)
     local path = h.tmpdir(finally) .. "/" .. name
-    h.write_file(path, assert(h.read_file(FIXTURES .. name), "missing fixture " .. name))
+    local data = assert(h.read_file(FIXTURES .. name), "missing fixture " .. name)
+    h.write_file(path, data)
     assert(os.execute("chmod 600 " .. h.quote(path)))
     return path
 end
