@@ -178,7 +178,9 @@ typedef struct {
 
 /*
  * Reads a SafeContents (DER, or BER through OpenSSL), the bags of content number ci: our
- * SecretBags are appended to entries in file order, alias from the friendlyName; every other
+ * SecretBags are appended to entries in file order, alias from the friendlyName (ours by their
+ * secretTypeId, or by their value: a record of ours under another type, as Java's keytool writes
+ * our bags back after a rewrite); every other
  * bag is appended to kept as its DER. Returns how many bags were ours, or -1 with e
  * (AK_ECORRUPT for anything unreadable); *nbags is how many there were in all. With none of
  * ours, what was appended to kept is taken off again (the caller keeps the whole content).

@@ -103,14 +103,17 @@ static unsigned char *put_oid(unsigned char *p, const oid_der *oid)
     return p + oid->n;
 }
 
-/* Tells our bags from the others by their first fields. 1 ours, 0 not ours, -1 malformed.
- * Not strict: another tool's bag may be BER, and an indefinite length still starts with its
- * contents. */
+/* Tells our bags from the others. 1: a SecretBag of our record OID; 2: a SecretBag of another
+ * type whose value is one of our records, as another tool that keeps a bag's bytes writes it
+ * back (Java 17 re-tags every SecretBag it rewrites as pkcs8ShroudedKeyBag): ours too,
+ * recognised by content; 0: not ours; -1 malformed. Not strict: another tool's bag may be BER,
+ * and an indefinite length still starts with its contents. */
 static int bag_is_ours(const unsigned char *p, const unsigned char *end, const oids *o)
 {
     const unsigned char *val;
     size_t vlen;
     unsigned tag;
+    ak_record r;
 
     if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_OID)
         return -1;
@@ -126,7 +129,16 @@ static int bag_is_ours(const unsigned char *p, const unsigned char *end, const o
     end = val + vlen;
     if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_OID)
         return -1;
-    return oid_is(val, vlen, &o->record);
+    if (oid_is(val, vlen, &o->record))
+        return 1;
+    /* [0] { OCTET STRING value }, in DER: a value that decodes as a record is ours. */
+    if (der_expect(&p, end, DER_EXPLICIT_0, &val, &vlen) != 0)
+        return 0;
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_OCTET_STRING, &val, &vlen) != 0 || p != end)
+        return 0;
+    return record_decode(val, vlen, &r) == 0 ? 2 : 0;
 }
 
 /* The alias: the first value of the friendlyName attribute, in the bag's attribute SET. */
@@ -221,6 +233,7 @@ static int read_bag(reader *rd, const unsigned char *bag, size_t len, const unsi
 
     switch (bag_is_ours(p, end, &rd->oid)) {
     case 1:
+    case 2:
         return read_our_bag(rd, p, end, n, e) == 0 ? 1 : -1;
     case 0:
         if (bytes_reserve(kept, len) != 0)
