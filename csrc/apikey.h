@@ -138,10 +138,21 @@ int record_decode(const unsigned char *der, size_t len, ak_record *r);
 
 /* ---- entries: a record with its alias ------------------------------------------------------ */
 
+/* What an entry is: one of our API keys, or (in the list of other tools' names) what Java
+ * would call it. */
+typedef enum {
+    AK_KIND_APIKEY = 0,
+    AK_KIND_SECRET,  /* another tool's secret key (Java's SecretKeyEntry) */
+    AK_KIND_PRIVATE, /* a private key */
+    AK_KIND_CERT,    /* a certificate */
+    AK_KIND_OTHER,   /* any other bag */
+} ak_kind;
+
 typedef struct {
     char *alias;      /* malloc'd UTF-8, NUL-terminated, as the user typed it */
     size_t alias_len; /* bytes, without the NUL */
     ak_record rec;
+    ak_kind kind;
 } ak_entry;
 
 typedef struct {
@@ -166,6 +177,33 @@ int alias_to_bmp(const char *alias, size_t len, unsigned char *bmp, size_t *bmpl
  * length, NUL, a lone surrogate) or empty; -2 if longer than AK_ALIAS_MAX bytes. */
 int alias_from_bmp(const unsigned char *s, size_t n, char *out, size_t *outlen);
 
+/* Why an alias is refused, from alias_check. */
+typedef enum {
+    AK_ALIAS_OK = 0,
+    AK_ALIAS_EMPTY,
+    AK_ALIAS_LONG,      /* over AK_ALIAS_MAX bytes */
+    AK_ALIAS_NOT_UTF8,  /* invalid UTF-8, or a NUL */
+    AK_ALIAS_CONTROL,   /* a control, line or paragraph separator, bidirectional control */
+    AK_ALIAS_INVISIBLE, /* a default-ignorable code point or another format character */
+    AK_ALIAS_BLANK,     /* starts or ends with white space */
+    AK_ALIAS_KEY,       /* holds text shaped like a key */
+    AK_ALIAS_RESERVED,  /* starts with MetricsHub's "api_key:" */
+} ak_alias_fault;
+
+/* MetricsHub's alias prefix of its API keys, as Java lists it (lower case). */
+#define AK_METRICSHUB_PREFIX "api_key:"
+
+/* The rules a new alias follows: AK_ALIAS_OK, or the first fault, *cp the code point at fault
+ * (control, invisible, blank) or 0. */
+ak_alias_fault alias_check(const char *alias, size_t len, unsigned long *cp);
+/* Whether a code point must not be shown raw (a control or an invisible character). */
+int alias_hidden(unsigned long cp);
+/* The alias folded as Java folds it (toLowerCase(Locale.ENGLISH)): malloc'd, NUL-terminated,
+ * *outlen bytes; NULL when out of memory or not UTF-8. */
+char *alias_fold(const char *alias, size_t len, size_t *outlen);
+/* Whether two aliases are one for Java: equal once folded. */
+int alias_equal(const char *a, size_t alen, const char *b, size_t blen);
+
 /* ---- the SafeBag list (safebags.c) ------------------------------------------------------------
  */
 
@@ -181,12 +219,13 @@ typedef struct {
  * SecretBags are appended to entries in file order, alias from the friendlyName (ours by their
  * secretTypeId, or by their value: a record of ours under another type, as Java's keytool writes
  * our bags back after a rewrite); every other
- * bag is appended to kept as its DER. Returns how many bags were ours, or -1 with e
- * (AK_ECORRUPT for anything unreadable); *nbags is how many there were in all. With none of
- * ours, what was appended to kept is taken off again (the caller keeps the whole content).
+ * bag is appended to kept as its DER, and its friendlyName, if any, to names with its kind. Returns
+ * how many bags were ours, or -1 with e (AK_ECORRUPT for anything unreadable); *nbags is how many
+ * there were in all. With none of ours, what was appended to kept is taken off again (the caller
+ * keeps the whole content).
  */
 long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
-                   ak_bytes *kept, int *nbags, ak_err *e);
+                   ak_bytes *kept, ak_entries *names, int *nbags, ak_err *e);
 /* Plausible plaintext of a SafeContents: one SEQUENCE filling it exactly. A wrong key still
  * passes CBC's padding check once in 256 tries; this catches the garbage it gives. */
 int safebags_plausible(const unsigned char *der, size_t len);
@@ -215,6 +254,9 @@ int kdf_charge(long *budget, const struct X509_algor_st *alg);
 /* Everything a keystore file holds that is not ours, kept to be written back unchanged. */
 typedef struct ak_foreign ak_foreign;
 void foreign_free(ak_foreign *f);
+/* The aliases (friendlyNames) of the other tools' bags, each with its kind (rec unused), for
+ * the one namespace of aliases; NULL when f is NULL. */
+const ak_entries *foreign_names(const ak_foreign *f);
 
 /*
  * Parses a whole PKCS#12 file held in buf. The MAC is checked with the password; an empty
@@ -363,11 +405,18 @@ int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t pa
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
 /* Writers: take the lock, re-read the file under it, change, replace the file atomically, and
  * keep what was written as the loaded content. A file that cannot be read is never written.
+ * Aliases are one namespace with every other entry of the file: create of an alias that any
+ * entry holds (compared as Java compares aliases) is AK_EEXISTS. The rules for a new alias
+ * (alias_check) are the caller's to apply.
  * create writes a new random key (UUID v4, lower case) into key_out; *index is the new entry's
  * position in ks->entries. */
 int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
                     int64_t expires, char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
-int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e);
+/* revoke removes every API key of the alias (compared as Java compares aliases) and copies the
+ * alias as stored into stored (AK_ALIAS_MAX + 1 bytes); an alias that another tool's entry
+ * holds is AK_ENOTFOUND, saying what that entry is, and is never removed. */
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
+                    size_t *stored_len, ak_err *e);
 /* O(1): hash lookup, constant-time compare of the whole hash. Upper-case key text is accepted.
  * *out is set for AK_VALID and AK_EXPIRED. */
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,

@@ -171,18 +171,51 @@ static int core_create(lua_State *L)
     return 2;
 }
 
-/* ks:revoke(alias) -> true (then ks:warning() tells whether it was confirmed on disk) */
+/* ks:revoke(alias) -> true, the alias as stored (then ks:warning() tells whether it was
+ * confirmed on disk) */
 static int keystore_revoke_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L, "revoke");
-    size_t alias_len;
+    size_t alias_len, stored_len = 0;
     const char *alias = check_string(L, 2, &alias_len);
+    char stored[AK_ALIAS_MAX + 1];
     ak_err e;
 
-    if (keystore_revoke(&u->ks, alias, alias_len, &e) != 0)
+    if (keystore_revoke(&u->ks, alias, alias_len, stored, &stored_len, &e) != 0)
         return push_failure(L, &e);
     cache_reset(L, 1);
     lua_pushboolean(L, 1);
+    lua_pushlstring(L, stored, stored_len);
+    return 2;
+}
+
+/* core.check_alias(alias) -> true | fail, fault, code point: the rules of alias.c, for the
+ * messages of the layer above. fault: "empty", "long", "utf8", "control", "invisible",
+ * "blank", "key" or "reserved"; the code point for control, invisible and blank. */
+static int core_check_alias(lua_State *L)
+{
+    static const char *const faults[] = {"ok",        "empty", "long", "utf8",    "control",
+                                         "invisible", "blank", "key",  "reserved"};
+    size_t len;
+    const char *alias = check_string(L, 1, &len);
+    unsigned long cp;
+    ak_alias_fault f = alias_check(alias, len, &cp);
+
+    if (f == AK_ALIAS_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    luaL_pushfail(L);
+    lua_pushstring(L, faults[f]);
+    lua_pushinteger(L, (lua_Integer)cp);
+    return 3;
+}
+
+/* core.hidden(code point) -> whether it must not be shown raw (a control or invisible) */
+static int core_hidden(lua_State *L)
+{
+    lua_Integer cp = luaL_checkinteger(L, 1);
+    lua_pushboolean(L, cp < 0 || alias_hidden((unsigned long)cp));
     return 1;
 }
 
@@ -451,6 +484,8 @@ static const luaL_Reg keystore_meta[] = {{"__gc", keystore_close_l},
 static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"create", core_create},
                                           {"parse_time", core_parse_time},
+                                          {"check_alias", core_check_alias},
+                                          {"hidden", core_hidden},
                                           {"format_local", core_format_local},
                                           {"format_utc", core_format_utc},
                                           {"clock", core_clock},

@@ -27,6 +27,7 @@ int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_r
     es->v[es->n].alias = copy;
     es->v[es->n].alias_len = alias_len;
     es->v[es->n].rec = *rec;
+    es->v[es->n].kind = AK_KIND_APIKEY;
     es->n++;
     return 0;
 }

@@ -89,29 +89,28 @@ static int index_build(uint32_t **slots, size_t *nslots, const ak_entries *es, a
     return 0;
 }
 
-static int ascii_equal_fold(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i < alen; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (unsigned char)(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z')
-            y = (unsigned char)(y - 'A' + 'a');
-        if (x != y)
-            return 0;
-    }
-    return 1;
-}
-
-/* Aliases are unique without regard to (ASCII) case, as Java lower-cases them. */
+/* Aliases are one namespace, compared as Java compares them (alias.c). */
 static long find_alias(const ak_entries *es, const char *alias, size_t len)
 {
-    for (size_t i = 0; i < es->n; i++)
-        if (ascii_equal_fold(es->v[i].alias, es->v[i].alias_len, alias, len))
+    for (size_t i = 0; es != NULL && i < es->n; i++)
+        if (alias_equal(es->v[i].alias, es->v[i].alias_len, alias, len))
             return (long)i;
     return -1;
+}
+
+/* What another tool's entry is, for a message. */
+static const char *kind_name(ak_kind kind)
+{
+    switch (kind) {
+    case AK_KIND_SECRET:
+        return "a secret key of another tool";
+    case AK_KIND_PRIVATE:
+        return "a private key";
+    case AK_KIND_CERT:
+        return "a certificate";
+    default:
+        return "an entry of another tool";
+    }
 }
 
 /* What one read of the file gave: entries, foreign content, and the stamp of what was read. */
@@ -242,6 +241,10 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
     uuid_t raw;
     int rc = -1;
 
+    long other;
+
+    /* The rules for a new alias (alias_check) are the API's to apply: this takes any alias the
+     * file format holds, as other tools write them. */
     if (alias_len == 0 || alias_len > AK_ALIAS_MAX || memchr(alias, '\0', alias_len) != NULL)
         return ak_fail(e, AK_EINVALID, "an alias is 1 to %d bytes, without NUL", AK_ALIAS_MAX);
     if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
@@ -254,6 +257,16 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
                 "an API key with alias '%.*s' already exists in %s (aliases ignore case); revoke "
                 "it first or choose another alias",
                 (int)alias_len, alias, ks->path);
+        goto out;
+    }
+    other = find_alias(foreign_names(s.foreign), alias, alias_len);
+    if (other >= 0) {
+        ak_kind kind = foreign_names(s.foreign)->v[other].kind;
+        snapshot_free(&s);
+        ak_fail(e, AK_EEXISTS,
+                "alias '%.*s' is taken in %s by %s (aliases ignore case, as Java's); choose "
+                "another alias",
+                (int)alias_len, alias, ks->path, kind_name(kind));
         goto out;
     }
     uuid_generate_random(raw);
@@ -281,11 +294,12 @@ out:
     return rc;
 }
 
-int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e)
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
+                    size_t *stored_len, ak_err *e)
 {
     ak_lock lk;
     snapshot s;
-    long i;
+    long i, other;
     int rc = -1;
 
     if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
@@ -294,12 +308,24 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err
         goto out;
     i = find_alias(&s.entries, alias, alias_len);
     if (i < 0) {
+        other = find_alias(foreign_names(s.foreign), alias, alias_len);
+        if (other >= 0)
+            ak_fail(e, AK_ENOTFOUND,
+                    "that alias is %s in %s, not an API key; apikey does not remove it",
+                    kind_name(foreign_names(s.foreign)->v[other].kind), ks->path);
+        else
+            ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len,
+                    alias, ks->path);
         snapshot_free(&s);
-        ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len, alias,
-                ks->path);
         goto out;
     }
-    entries_remove(&s.entries, (size_t)i);
+    memcpy(stored, s.entries.v[i].alias, s.entries.v[i].alias_len + 1);
+    *stored_len = s.entries.v[i].alias_len;
+    /* Every key of that alias: another tool may have written two. */
+    while (i >= 0) {
+        entries_remove(&s.entries, (size_t)i);
+        i = find_alias(&s.entries, alias, alias_len);
+    }
     rc = snapshot_commit(ks, &s, e);
 out:
     storage_unlock(&lk);

@@ -29,7 +29,7 @@ typedef struct {
 } oid_der;
 
 typedef struct {
-    oid_der secret_bag, friendly_name, record;
+    oid_der secret_bag, friendly_name, record, key_bag, shrouded_key_bag, cert_bag;
     ASN1_OBJECT *record_obj; /* owns record.p */
 } oids;
 
@@ -38,7 +38,8 @@ typedef struct {
     oids oid;
     ak_entries *entries;
     ak_bytes *kept;
-    int ci; /* the content's number in the file, for messages */
+    ak_entries *names; /* other tools' aliases, with their kinds */
+    int ci;            /* the content's number in the file, for messages */
 } reader;
 
 static int bytes_reserve(ak_bytes *b, size_t more)
@@ -68,10 +69,13 @@ static int oids_init(oids *o, ak_err *e)
 {
     const ASN1_OBJECT *sb = OBJ_nid2obj(NID_secretBag);
     const ASN1_OBJECT *fn = OBJ_nid2obj(NID_friendlyName);
+    const ASN1_OBJECT *kb = OBJ_nid2obj(NID_keyBag), *skb = OBJ_nid2obj(NID_pkcs8ShroudedKeyBag);
+    const ASN1_OBJECT *cb = OBJ_nid2obj(NID_certBag);
 
     /* Parsed from the text, so reading and writing need no registered NID. */
     o->record_obj = OBJ_txt2obj(AK_RECORD_OID, 1);
-    if (sb == NULL || fn == NULL || o->record_obj == NULL) {
+    if (sb == NULL || fn == NULL || kb == NULL || skb == NULL || cb == NULL ||
+        o->record_obj == NULL) {
         ASN1_OBJECT_free(o->record_obj);
         o->record_obj = NULL;
         return ak_fail_ssl(e, AK_ECRYPTO, "setting up the PKCS#12 object identifiers failed");
@@ -80,6 +84,12 @@ static int oids_init(oids *o, ak_err *e)
     o->secret_bag.n = OBJ_length(sb);
     o->friendly_name.p = OBJ_get0_data(fn);
     o->friendly_name.n = OBJ_length(fn);
+    o->key_bag.p = OBJ_get0_data(kb);
+    o->key_bag.n = OBJ_length(kb);
+    o->shrouded_key_bag.p = OBJ_get0_data(skb);
+    o->shrouded_key_bag.n = OBJ_length(skb);
+    o->cert_bag.p = OBJ_get0_data(cb);
+    o->cert_bag.n = OBJ_length(cb);
     o->record.p = OBJ_get0_data(o->record_obj);
     o->record.n = OBJ_length(o->record_obj);
     return 0;
@@ -224,8 +234,38 @@ corrupt:
     return ak_fail(e, AK_ECORRUPT, "API key bag %d of content %d: %s", bag, rd->ci, why);
 }
 
+/* The alias of another tool's bag (contents [p, end)), with its kind, to rd->names; a bag
+ * without a readable friendlyName has no name to take. 0, or -1 with e (out of memory). */
+static int note_name(reader *rd, const unsigned char *p, const unsigned char *end, ak_err *e)
+{
+    const unsigned char *val, *id;
+    size_t vlen, idlen, alias_len;
+    unsigned tag;
+    char alias[AK_ALIAS_MAX + 1];
+    const char *why;
+    ak_record none;
+    ak_kind kind = AK_KIND_OTHER;
+
+    if (der_next(&p, end, 0, &tag, &id, &idlen) != 0 || tag != DER_OID ||
+        der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_EXPLICIT_0 ||
+        der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_SET ||
+        read_alias(val, val + vlen, &rd->oid, alias, &alias_len, &why) != 0)
+        return 0;
+    if (oid_is(id, idlen, &rd->oid.secret_bag))
+        kind = AK_KIND_SECRET;
+    else if (oid_is(id, idlen, &rd->oid.key_bag) || oid_is(id, idlen, &rd->oid.shrouded_key_bag))
+        kind = AK_KIND_PRIVATE;
+    else if (oid_is(id, idlen, &rd->oid.cert_bag))
+        kind = AK_KIND_CERT;
+    memset(&none, 0, sizeof none);
+    if (entries_push(rd->names, alias, alias_len, &none, e) != 0)
+        return -1;
+    rd->names->v[rd->names->n - 1].kind = kind;
+    return 0;
+}
+
 /* SafeBag n, whole [bag, bag + len), contents [p, end): ours to rd->entries, another
- * tool's to rd->kept. 1 if ours, 0 if not, -1 with e. */
+ * tool's to rd->kept (and its alias to rd->names). 1 if ours, 0 if not, -1 with e. */
 static int read_bag(reader *rd, const unsigned char *bag, size_t len, const unsigned char *p,
                     const unsigned char *end, int n, ak_err *e)
 {
@@ -240,7 +280,7 @@ static int read_bag(reader *rd, const unsigned char *bag, size_t len, const unsi
             return ak_fail(e, AK_ENOMEM, "out of memory");
         memcpy(kept->p + kept->len, bag, len);
         kept->len += len;
-        return 0;
+        return note_name(rd, p, end, e);
     default:
         return ak_fail(e, AK_ECORRUPT, "bag %d of content %d is malformed", n, rd->ci);
     }
@@ -311,9 +351,9 @@ static int list_outline(const unsigned char *der, size_t len, const unsigned cha
 }
 
 long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
-                   ak_bytes *kept, int *nbags, ak_err *e)
+                   ak_bytes *kept, ak_entries *names, int *nbags, ak_err *e)
 {
-    reader rd = {.entries = entries, .kept = kept, .ci = ci};
+    reader rd = {.entries = entries, .kept = kept, .names = names, .ci = ci};
     size_t mark = kept->len;
     const unsigned char *p = NULL, *end = NULL;
     long ours = 0;

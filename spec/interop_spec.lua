@@ -132,3 +132,66 @@ describe("a keystore shared with Java 17's keytool", function()
         ks:close()
     end)
 end)
+
+describe("one namespace of aliases, compared as Java compares them", function()
+    local dir
+
+    before_each(function()
+        if not JDK then
+            pending("needs Java 17 (openjdk-17-jdk-headless)")
+        end
+        dir = h.tmpdir()
+    end)
+
+    after_each(function()
+        if dir then
+            h.remove(dir)
+        end
+    end)
+
+    it("refuses an alias that Java's lower-casing makes the same as one in the file", function()
+        if not JDK then
+            return
+        end
+        local path = dir .. "/ks.p12"
+        local ks = open(path, "changeit")
+        for _, pair in ipairs { { "Éric", "éric" }, { "CAFÉ", "café" },
+            { "İstanbul", "i\u{307}stanbul" }, { "ΣΟΦΟΣ", "σοφος" } } do
+            assert(ks:create(pair[1]))
+            local ok, msg, code = ks:create(pair[2])
+            assert.is_nil(ok, pair[2])
+            assert.equal("exists", code, msg)
+        end
+        -- Two different names stay two: "i" with a dot above is not "i".
+        assert(ks:create("istanbul"))
+        ks:close()
+        -- Java sees each of them once, under the name its own lower-casing gives.
+        assert.same({ "café SecretKeyEntry", "istanbul SecretKeyEntry", "i̇stanbul SecretKeyEntry",
+            "éric SecretKeyEntry", "σοφος SecretKeyEntry" }, keytool_list(path, "changeit"))
+    end)
+
+    it("refuses a certificate's alias, and revoke never removes another tool's entry", function()
+        if not JDK then
+            return
+        end
+        local path = dir .. "/ks.p12"
+        keytool(path, "changeit", "-genkeypair", "-alias", "mycert", "-keyalg", "EC", "-groupname",
+            "secp256r1", "-dname", "CN=test", "-validity", "2")
+        keytool(path, "changeit", "-genseckey", "-alias", "javakey", "-keyalg", "AES", "-keysize", "128")
+        h.write_file(dir .. "/pw", "changeit\n")
+        local common = { "--keystore", path, "--password-file", dir .. "/pw" }
+        local before = h.read_file(path)
+        local out, err, code = h.run({ "create", "MyCert", table.unpack(common) })
+        assert.same({ "", 1 }, { out, code })
+        assert.matches("alias 'MyCert' is taken in .- by a private key", err)
+        out, err, code = h.run({ "revoke", "MYCERT", table.unpack(common) })
+        assert.same({ "", 1 }, { out, code })
+        assert.equal("No API key found with alias 'MYCERT': that alias is a private key in " .. path
+            .. ", not an API key; apikey does not remove it\n", err)
+        out, err, code = h.run({ "revoke", "JavaKey", table.unpack(common) })
+        assert.equal(1, code)
+        assert.matches("that alias is a secret key of another tool", err)
+        assert.is_true(before == h.read_file(path))
+        assert.same({ "javakey SecretKeyEntry", "mycert PrivateKeyEntry" }, keytool_list(path, "changeit"))
+    end)
+end)

@@ -177,9 +177,14 @@ end
 function commands.revoke(ks, args, ctx)
     local ok, msg, code = ks:revoke(args.alias)
     if ok then
-        ctx.say(("API key '%s' has been revoked."):format(args.alias))
+        -- The alias as stored (`revoke MCP-Claude` revokes `mcp-claude`), escaped as list does.
+        ctx.say(("API key '%s' has been revoked."):format(printable(msg, true)))
         ctx.warn(ks:warning())
         return 0
+    elseif code == "notfound" and msg:find(", not an API key;", 1, true) then
+        -- a certificate or another tool's key: say which, and that it stays
+        ctx.complain(("No API key found with alias '%s': %s"):format(printable(args.alias), msg))
+        return 1
     elseif code == "notfound" then
         ctx.complain(("No API key found with alias '%s'."):format(printable(args.alias)))
         return 1
