@@ -142,17 +142,20 @@ int record_decode(const unsigned char *der, size_t len, ak_record *r);
  * would call it. */
 typedef enum {
     AK_KIND_APIKEY = 0,
-    AK_KIND_SECRET,  /* another tool's secret key (Java's SecretKeyEntry) */
-    AK_KIND_PRIVATE, /* a private key */
-    AK_KIND_CERT,    /* a certificate */
-    AK_KIND_OTHER,   /* any other bag */
+    AK_KIND_SECRET,     /* another tool's secret key (Java's SecretKeyEntry) */
+    AK_KIND_PRIVATE,    /* a private key */
+    AK_KIND_CERT,       /* a certificate */
+    AK_KIND_OTHER,      /* any other bag */
+    AK_KIND_METRICSHUB, /* an API key of MetricsHub's: "api_key:ALIAS", the key in the clear */
 } ak_kind;
 
 typedef struct {
     char *alias;      /* malloc'd UTF-8, NUL-terminated, as the user typed it */
     size_t alias_len; /* bytes, without the NUL */
-    ak_record rec;
+    ak_record rec;    /* of a MetricsHub key: its hash and expiry, created AK_NO_EXPIRY */
     ak_kind kind;
+    unsigned char *bag; /* AK_KIND_METRICSHUB: its SafeBag as read, written back as it is */
+    size_t bag_len;
 } ak_entry;
 
 typedef struct {
@@ -190,8 +193,13 @@ typedef enum {
     AK_ALIAS_RESERVED,  /* starts with MetricsHub's "api_key:" */
 } ak_alias_fault;
 
-/* MetricsHub's alias prefix of its API keys, as Java lists it (lower case). */
+/* MetricsHub (metricshub-community): the alias prefix of its API keys, as Java lists it (lower
+ * case), their entry password, and the store password of its keystore (SecurityManager), public
+ * in its source: a file with that password is readable by anyone who can read the file. */
 #define AK_METRICSHUB_PREFIX "api_key:"
+#define AK_METRICSHUB_ENTRY_PASSWORD "secret"
+#define AK_METRICSHUB_STORE_PASSWORD                                                               \
+    "Matrix, Credits: Bertrand, Elvis, Fadhela, Huan, Nassim, Ramassh and Thomas"
 
 /* The rules a new alias follows: AK_ALIAS_OK, or the first fault, *cp the code point at fault
  * (control, invisible, blank) or 0. */
@@ -219,13 +227,16 @@ typedef struct {
  * SecretBags are appended to entries in file order, alias from the friendlyName (ours by their
  * secretTypeId, or by their value: a record of ours under another type, as Java's keytool writes
  * our bags back after a rewrite); every other
- * bag is appended to kept as its DER, and its friendlyName, if any, to names with its kind. Returns
+ * bag is appended to kept as its DER, and its friendlyName, if any, to names with its kind.
+ * MetricsHub's keys (a secret key "api_key:ALIAS" that decrypts with its entry password to a
+ * key, or a key, "__" and an expiry) are entries too, of kind AK_KIND_METRICSHUB, hashed as
+ * they are read; their decryption is charged to *budget (kdf_charge). Returns
  * how many bags were ours, or -1 with e (AK_ECORRUPT for anything unreadable); *nbags is how many
  * there were in all. With none of ours, what was appended to kept is taken off again (the caller
  * keeps the whole content).
  */
 long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
-                   ak_bytes *kept, ak_entries *names, int *nbags, ak_err *e);
+                   ak_bytes *kept, ak_entries *names, long *budget, int *nbags, ak_err *e);
 /* Plausible plaintext of a SafeContents: one SEQUENCE filling it exactly. A wrong key still
  * passes CBC's padding check once in 256 tries; this catches the garbage it gives. */
 int safebags_plausible(const unsigned char *der, size_t len);
@@ -362,6 +373,11 @@ int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_e
  * Returns 0 with *out in Unix seconds UTC, or -1 when malformed.
  */
 int time_parse_iso(const char *s, size_t len, int64_t *out);
+/* A LocalDateTime as Java prints it ("YYYY-MM-DDThh:mm", ":ss", ".fffffffff" optional; what
+ * MetricsHub stores as a key's expiry), in the local zone, resolved as Java's atZone does
+ * (a gap moves later by its length, an overlap takes the earlier offset); the fraction is
+ * dropped. 0 with *out in Unix seconds, or -1 when malformed or outside 1970..9999. */
+int time_parse_java_local(const char *s, size_t len, int64_t *out);
 /* "YYYY-MM-DDThh:mm:ss" in local time. buf of at least 32 bytes. */
 void time_format_local(int64_t t, char *buf, size_t size);
 /* "YYYY-MM-DDThh:mm:ssZ" in UTC. */
@@ -382,9 +398,10 @@ typedef struct {
     int lock_timeout_ms;
     ak_entries entries;
     ak_foreign *foreign;
-    uint32_t *slots; /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
-    size_t nslots;   /* power of two */
-    ak_stamp stamp;  /* of the content loaded */
+    int metricshub_pass; /* the content was read with MetricsHub's store password */
+    uint32_t *slots;     /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
+    size_t nslots;       /* power of two */
+    ak_stamp stamp;      /* of the content loaded */
     /* The last reload that failed, and why: the same file is not parsed again (with a password,
      * each try costs a full key derivation) until it changes. */
     int failed;
@@ -396,7 +413,9 @@ typedef struct {
     ak_err warning;
 } ak_keystore;
 
-/* Loads path (a missing file is an empty keystore; nothing is written until a change).
+/* Loads path (a missing file is an empty keystore; nothing is written until a change). With
+ * no password (passlen 0), a file that the empty password does not open is tried with
+ * MetricsHub's store password, and is then written with it.
  * On failure ks is left closed (keystore_close is still safe to call). */
 int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t passlen, int iter,
                   int lock_timeout_ms, ak_err *e);
@@ -417,6 +436,10 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
  * holds is AK_ENOTFOUND, saying what that entry is, and is never removed. */
 int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
                     size_t *stored_len, ak_err *e);
+/* Turns every MetricsHub key into one of ours (same alias, hash and expiry, created now), so
+ * that no key stays in the file in the clear; *count is how many. One atomic write, none when
+ * there is no MetricsHub key. */
+int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e);
 /* O(1): hash lookup, constant-time compare of the whole hash. Upper-case key text is accepted.
  * *out is set for AK_VALID and AK_EXPIRED. */
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,

@@ -66,20 +66,24 @@ static int push_failure(lua_State *L, const ak_err *e)
     return 3;
 }
 
-/* An entry as every method returns it: { alias, hint, masked, created, expires, expired },
+/* An entry as every method returns it: { alias, hint, masked, created, expires, expired, kind },
  * complete when it is made, so that no layer above adds to a table another caller holds.
  * expired is judged at now. */
 static void push_entry(lua_State *L, const ak_entry *en, int64_t now)
 {
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushlstring(L, en->alias, en->alias_len);
     lua_setfield(L, -2, "alias");
     lua_pushstring(L, en->rec.hint);
     lua_setfield(L, -2, "hint");
     lua_pushfstring(L, MASK_STARS "%s", en->rec.hint);
     lua_setfield(L, -2, "masked");
-    lua_pushinteger(L, (lua_Integer)en->rec.created);
-    lua_setfield(L, -2, "created");
+    if (en->rec.created != AK_NO_EXPIRY) { /* a MetricsHub key has no creation time */
+        lua_pushinteger(L, (lua_Integer)en->rec.created);
+        lua_setfield(L, -2, "created");
+    }
+    lua_pushstring(L, en->kind == AK_KIND_METRICSHUB ? "metricshub" : "apikey");
+    lua_setfield(L, -2, "kind");
     if (en->rec.expires != AK_NO_EXPIRY) {
         lua_pushinteger(L, (lua_Integer)en->rec.expires);
         lua_setfield(L, -2, "expires");
@@ -187,6 +191,20 @@ static int keystore_revoke_l(lua_State *L)
     lua_pushboolean(L, 1);
     lua_pushlstring(L, stored, stored_len);
     return 2;
+}
+
+/* ks:migrate() -> count: every MetricsHub key made one of ours, in one write */
+static int keystore_migrate_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "migrate");
+    size_t count = 0;
+    ak_err e;
+
+    if (keystore_migrate(&u->ks, (int64_t)time(NULL), &count, &e) != 0)
+        return push_failure(L, &e);
+    cache_reset(L, 1);
+    lua_pushinteger(L, (lua_Integer)count);
+    return 1;
 }
 
 /* core.check_alias(alias) -> true | fail, fault, code point: the rules of alias.c, for the
@@ -465,6 +483,7 @@ static int core_clock(lua_State *L)
 }
 
 static const luaL_Reg keystore_methods[] = {{"revoke", keystore_revoke_l},
+                                            {"migrate", keystore_migrate_l},
                                             {"warning", keystore_warning_l},
                                             {"list", keystore_list_l},
                                             {"verify", keystore_verify_l},

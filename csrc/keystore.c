@@ -118,6 +118,7 @@ typedef struct {
     ak_entries entries;
     ak_foreign *foreign;
     ak_stamp stamp;
+    int metricshub_pass; /* read with MetricsHub's store password (no password was given) */
 } snapshot;
 
 static void snapshot_free(snapshot *s)
@@ -139,6 +140,17 @@ static int snapshot_read(const ak_keystore *ks, snapshot *s, ak_err *e)
     if (rc == 1)
         return 0; /* no file yet: an empty keystore */
     rc = p12_load(buf, len, ks->pass, ks->passlen, &s->entries, &s->foreign, e);
+    /* No password given and the empty one fails: a MetricsHub keystore has its fixed one. */
+    if (rc != 0 && e->code == AK_EBADPASSWORD && ks->passlen == 0) {
+        ak_err e2;
+        if (p12_load(buf, len, AK_METRICSHUB_STORE_PASSWORD, strlen(AK_METRICSHUB_STORE_PASSWORD),
+                     &s->entries, &s->foreign, &e2) == 0) {
+            rc = 0;
+            s->metricshub_pass = 1;
+        } else if (e2.code != AK_EBADPASSWORD) {
+            *e = e2;
+        }
+    }
     free(buf);
     if (rc != 0)
         return fail_on(e, "read", ks->path);
@@ -157,6 +169,7 @@ static int snapshot_adopt(ak_keystore *ks, snapshot *s, ak_err *e)
     ks->entries = s->entries;
     ks->foreign = s->foreign;
     ks->stamp = s->stamp;
+    ks->metricshub_pass = s->metricshub_pass;
     return 0;
 }
 
@@ -214,7 +227,10 @@ static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
     unsigned char *der = NULL;
     size_t len = 0;
     int rc;
-    if (p12_save(&s->entries, s->foreign, ks->pass, ks->passlen, ks->iter, &der, &len, e) != 0) {
+    /* Written with the password it was read with: MetricsHub must still open its file. */
+    const char *pass = s->metricshub_pass ? AK_METRICSHUB_STORE_PASSWORD : ks->pass;
+    size_t passlen = s->metricshub_pass ? strlen(AK_METRICSHUB_STORE_PASSWORD) : ks->passlen;
+    if (p12_save(&s->entries, s->foreign, pass, passlen, ks->iter, &der, &len, e) != 0) {
         snapshot_free(s);
         return fail_on(e, "write", ks->path);
     }
@@ -325,6 +341,41 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *
     while (i >= 0) {
         entries_remove(&s.entries, (size_t)i);
         i = find_alias(&s.entries, alias, alias_len);
+    }
+    rc = snapshot_commit(ks, &s, e);
+out:
+    storage_unlock(&lk);
+    return rc;
+}
+
+int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e)
+{
+    ak_lock lk;
+    snapshot s;
+    int rc = -1;
+
+    *count = 0;
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+        return -1;
+    if (snapshot_read(ks, &s, e) != 0)
+        goto out;
+    for (size_t i = 0; i < s.entries.n; i++) {
+        ak_entry *en = &s.entries.v[i];
+        if (en->kind != AK_KIND_METRICSHUB)
+            continue;
+        /* Same alias, hash and expiry; the key itself leaves the file with its bag. */
+        OPENSSL_cleanse(en->bag, en->bag_len);
+        free(en->bag);
+        en->bag = NULL;
+        en->bag_len = 0;
+        en->kind = AK_KIND_APIKEY;
+        en->rec.created = now;
+        (*count)++;
+    }
+    if (*count == 0) {
+        snapshot_free(&s);
+        rc = 0;
+        goto out;
     }
     rc = snapshot_commit(ks, &s, e);
 out:

@@ -119,7 +119,7 @@ static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
         if (p7->d.data == NULL)
             return ak_fail(e, AK_ECORRUPT, "content %d has no data", i + 1);
         ours = safebags_read(p7->d.data->data, (size_t)p7->d.data->length, i + 1, &ld->entries,
-                             &ld->foreign->bags, &ld->foreign->names, &nbags, e);
+                             &ld->foreign->bags, &ld->foreign->names, &ld->kdf_budget, &nbags, e);
         break;
     case NID_pkcs7_encrypted: {
         unsigned char *plain = NULL;
@@ -134,7 +134,7 @@ static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
             return ak_fail(e, AK_ECORRUPT, "content %d: its encrypted data is missing", i + 1);
         if (r == 0) {
             ours = safebags_read(plain, n, i + 1, &ld->entries, &ld->foreign->bags,
-                                 &ld->foreign->names, &nbags, e);
+                                 &ld->foreign->names, &ld->kdf_budget, &nbags, e);
             OPENSSL_clear_free(plain, n);
         }
         break;

@@ -13,9 +13,12 @@
 #include <openssl/asn1.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pkcs12.h>
+#include <openssl/x509.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LIST_HDR_MAX 6 /* tag and longest length octets of the SafeContents SEQUENCE */
@@ -39,6 +42,7 @@ typedef struct {
     ak_entries *entries;
     ak_bytes *kept;
     ak_entries *names; /* other tools' aliases, with their kinds */
+    long *budget;      /* key derivation iterations the load may still run */
     int ci;            /* the content's number in the file, for messages */
 } reader;
 
@@ -264,6 +268,127 @@ static int note_name(reader *rd, const unsigned char *p, const unsigned char *en
     return 0;
 }
 
+/* The key text of a MetricsHub key, "KEY" or "KEY__EXPIRY" (LocalDateTime.toString()), into
+ * rec: its hash, hint and expiry. 0, or -1 when it is not of that form. */
+static int metricshub_record(const unsigned char *text, size_t len, ak_record *rec)
+{
+    char key[AK_KEY_LEN];
+    int rc = -1;
+
+    if (len < AK_KEY_LEN ||
+        (len > AK_KEY_LEN && (len < AK_KEY_LEN + 2 || memcmp(text + AK_KEY_LEN, "__", 2) != 0)))
+        return -1;
+    for (size_t i = 0; i < AK_KEY_LEN; i++) {
+        char c = (char)text[i];
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            goto done;
+        key[i] = c;
+    }
+    memset(rec, 0, sizeof *rec);
+    rec->created = AK_NO_EXPIRY;
+    rec->expires = AK_NO_EXPIRY;
+    if (len > AK_KEY_LEN && time_parse_java_local((const char *)text + AK_KEY_LEN + 2,
+                                                  len - AK_KEY_LEN - 2, &rec->expires) != 0)
+        goto done;
+    memcpy(rec->hint, key + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
+    if (EVP_Digest(key, AK_KEY_LEN, rec->hash, NULL, EVP_sha256(), NULL) != 1)
+        goto done;
+    rc = 0;
+done:
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
+/* A SecretBag of MetricsHub's, [bag, bag + len), contents [p, end): its alias folded starts
+ * with "api_key:", its value is an EncryptedPrivateKeyInfo that decrypts with MetricsHub's
+ * entry password to a PKCS#8 whose key is "KEY" or "KEY__EXPIRY". 1 and the entry added; 0
+ * when it is not one (another tool's bag); -1 with e. */
+static int read_metricshub_bag(reader *rd, const unsigned char *bag, size_t len,
+                               const unsigned char *p, const unsigned char *end, ak_err *e)
+{
+    const unsigned char *val, *attrs, *epki, *q;
+    size_t vlen, attrslen, epkilen, alias_len, folded_len = 0, plen = strlen(AK_METRICSHUB_PREFIX);
+    unsigned tag;
+    char alias[AK_ALIAS_MAX + 1], *folded = NULL;
+    const char *why;
+    X509_SIG *sig = NULL;
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    const X509_ALGOR *alg;
+    const unsigned char *text;
+    int textlen, rc = 0;
+    ak_record rec;
+    ak_entry *en;
+
+    if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_OID ||
+        !oid_is(val, vlen, &rd->oid.secret_bag) ||
+        der_expect(&p, end, DER_EXPLICIT_0, &val, &vlen) != 0 ||
+        der_expect(&p, end, DER_SET, &attrs, &attrslen) != 0 || p != end ||
+        read_alias(attrs, attrs + attrslen, &rd->oid, alias, &alias_len, &why) != 0)
+        return 0;
+    folded = alias_fold(alias, alias_len, &folded_len);
+    if (folded == NULL || folded_len <= plen || folded_len - plen > AK_ALIAS_MAX ||
+        memcmp(folded, AK_METRICSHUB_PREFIX, plen) != 0)
+        goto done;
+    /* [0] { SEQUENCE { type, [0] { OCTET STRING EncryptedPrivateKeyInfo } } } */
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_SEQUENCE, &val, &vlen) != 0)
+        goto done;
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_OID, &val, &vlen) != 0 ||
+        der_expect(&p, end, DER_EXPLICIT_0, &val, &vlen) != 0)
+        goto done;
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_OCTET_STRING, &epki, &epkilen) != 0 || epkilen > LONG_MAX)
+        goto done;
+    q = epki;
+    sig = d2i_X509_SIG(NULL, &q, (long)epkilen);
+    if (sig == NULL)
+        goto done;
+    X509_SIG_get0(sig, &alg, NULL);
+    switch (kdf_charge(rd->budget, alg)) {
+    case 0:
+        break;
+    case -2:
+        rc = ak_fail(e, AK_ECORRUPT,
+                     "content %d: its MetricsHub keys ask for more key derivation than %ld "
+                     "iterations in all; the file is damaged or was made to stall apikey",
+                     rd->ci, (long)AK_KDF_BUDGET);
+        goto done;
+    default:
+        goto done;
+    }
+    p8 =
+        PKCS8_decrypt(sig, AK_METRICSHUB_ENTRY_PASSWORD, (int)strlen(AK_METRICSHUB_ENTRY_PASSWORD));
+    if (p8 == NULL || !PKCS8_pkey_get0(NULL, &text, &textlen, NULL, p8) || textlen < 0 ||
+        metricshub_record(text, (size_t)textlen, &rec) != 0)
+        goto done;
+    if (entries_push(rd->entries, folded + plen, folded_len - plen, &rec, e) != 0) {
+        rc = -1;
+        goto done;
+    }
+    en = &rd->entries->v[rd->entries->n - 1];
+    en->kind = AK_KIND_METRICSHUB;
+    en->bag = malloc(len);
+    if (en->bag == NULL) {
+        rc = ak_fail(e, AK_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(en->bag, bag, len);
+    en->bag_len = len;
+    rc = 1;
+done:
+    ERR_clear_error();
+    OPENSSL_cleanse(&rec, sizeof rec);
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    X509_SIG_free(sig);
+    free(folded);
+    return rc;
+}
+
 /* SafeBag n, whole [bag, bag + len), contents [p, end): ours to rd->entries, another
  * tool's to rd->kept (and its alias to rd->names). 1 if ours, 0 if not, -1 with e. */
 static int read_bag(reader *rd, const unsigned char *bag, size_t len, const unsigned char *p,
@@ -276,6 +401,14 @@ static int read_bag(reader *rd, const unsigned char *bag, size_t len, const unsi
     case 2:
         return read_our_bag(rd, p, end, n, e) == 0 ? 1 : -1;
     case 0:
+        switch (read_metricshub_bag(rd, bag, len, p, end, e)) {
+        case 1:
+            return 1;
+        case -1:
+            return -1;
+        default:
+            break;
+        }
         if (bytes_reserve(kept, len) != 0)
             return ak_fail(e, AK_ENOMEM, "out of memory");
         memcpy(kept->p + kept->len, bag, len);
@@ -351,9 +484,9 @@ static int list_outline(const unsigned char *der, size_t len, const unsigned cha
 }
 
 long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
-                   ak_bytes *kept, ak_entries *names, int *nbags, ak_err *e)
+                   ak_bytes *kept, ak_entries *names, long *budget, int *nbags, ak_err *e)
 {
-    reader rd = {.entries = entries, .kept = kept, .names = names, .ci = ci};
+    reader rd = {.entries = entries, .kept = kept, .names = names, .budget = budget, .ci = ci};
     size_t mark = kept->len;
     const unsigned char *p = NULL, *end = NULL;
     long ours = 0;
@@ -453,6 +586,13 @@ static int write_list(const ak_entries *in, const ak_bytes *kept, const oids *o,
         const ak_entry *en = &in->v[i];
         unsigned char bmp[2 * AK_ALIAS_MAX], *rec;
         size_t bmplen, reclen, size;
+        if (en->kind == AK_KIND_METRICSHUB && en->bag != NULL) { /* as it was read */
+            if (bytes_reserve(b, en->bag_len) != 0)
+                return ak_fail(e, AK_ENOMEM, "out of memory");
+            memcpy(b->p + b->len, en->bag, en->bag_len);
+            b->len += en->bag_len;
+            continue;
+        }
         if (alias_to_bmp(en->alias, en->alias_len, bmp, &bmplen) != 0)
             return ak_fail(e, AK_EINVALID, "entry %zu: an alias must be 1 to %d bytes of UTF-8",
                            i + 1, AK_ALIAS_MAX);

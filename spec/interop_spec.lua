@@ -53,6 +53,28 @@ local function aliases(ks)
     return out
 end
 
+-- In a describe: a new folder for each test (none, and the test pending, without Java 17);
+-- returns a function that gives the current one.
+local function folder_per_test()
+    local dir
+    before_each(function()
+        dir = nil
+        if not JDK then
+            pending("needs Java 17 (openjdk-17-jdk-headless)")
+            return
+        end
+        dir = h.tmpdir()
+    end)
+    after_each(function()
+        if dir then
+            h.remove(dir)
+        end
+    end)
+    return function()
+        return dir
+    end
+end
+
 describe("a keystore shared with Java 17's keytool", function()
     local dir, ks_path, pwfile
 
@@ -134,25 +156,13 @@ describe("a keystore shared with Java 17's keytool", function()
 end)
 
 describe("one namespace of aliases, compared as Java compares them", function()
-    local dir
-
-    before_each(function()
-        if not JDK then
-            pending("needs Java 17 (openjdk-17-jdk-headless)")
-        end
-        dir = h.tmpdir()
-    end)
-
-    after_each(function()
-        if dir then
-            h.remove(dir)
-        end
-    end)
+    local folder = folder_per_test()
 
     it("refuses an alias that Java's lower-casing makes the same as one in the file", function()
         if not JDK then
             return
         end
+        local dir = folder()
         local path = dir .. "/ks.p12"
         local ks = open(path, "changeit")
         for _, pair in ipairs { { "Éric", "éric" }, { "CAFÉ", "café" },
@@ -174,6 +184,7 @@ describe("one namespace of aliases, compared as Java compares them", function()
         if not JDK then
             return
         end
+        local dir = folder()
         local path = dir .. "/ks.p12"
         keytool(path, "changeit", "-genkeypair", "-alias", "mycert", "-keyalg", "EC", "-groupname",
             "secp256r1", "-dname", "CN=test", "-validity", "2")
@@ -193,5 +204,91 @@ describe("one namespace of aliases, compared as Java compares them", function()
         assert.matches("that alias is a secret key of another tool", err)
         assert.is_true(before == h.read_file(path))
         assert.same({ "javakey SecretKeyEntry", "mycert PrivateKeyEntry" }, keytool_list(path, "changeit"))
+    end)
+end)
+
+describe("a MetricsHub keystore", function()
+    local classes
+
+    -- Runs tests/MetricsHubStore.java on file with MetricsHub's store password: its lines.
+    local function metricshub(file, ...)
+        return h.lines(must(h.quote_all { JDK .. "/java", "-cp", classes, "MetricsHubStore", file,
+            "-", ... }))
+    end
+
+    setup(function()
+        if JDK then
+            classes = h.tmpdir()
+            must(h.quote_all { JDK .. "/javac", "-d", classes, "tests/MetricsHubStore.java" })
+        end
+    end)
+
+    teardown(function()
+        if classes then
+            h.remove(classes)
+        end
+    end)
+
+    local folder = folder_per_test()
+
+    it("opens as it is: list, verify, revoke, create and migrate, and MetricsHub still reads it", function()
+        if not JDK then
+            return
+        end
+        local dir = folder()
+        local path = dir .. "/metricshub-keystore.p12"
+        local expired = "11111111-2222-4333-8444-555555555555"
+        local out = metricshub(path, "masterkey", "create", "mcp-openai", "create", "MCP-Claude",
+            "2099-12-31T23:59", "put", "old", expired, "2020-01-01T00:00:00.5")
+        local master = out[1]
+        local openai = out[2]:match("^created mcp%-openai (.+)$")
+        local claude = out[3]:match("^created MCP%-Claude (.+)$")
+        local ks = { "--keystore", path }
+
+        -- Seen as MetricsHub's own list shows them, without a password.
+        local lines, err, code = h.run({ "list", table.unpack(ks) })
+        assert.same({ "", 0 }, { err, code })
+        assert.same({ "mcp-openai ********************" .. openai:sub(-4) .. " (No expiration)",
+            "mcp-claude ********************" .. claude:sub(-4) .. " (Expires on 2099-12-31T23:59:00)",
+            "old ********************5555 (Expired on 2020-01-01T00:00:00)" }, h.lines(lines))
+        assert.same({ "mcp-openai\n", "", 0 }, { h.run({ "verify", openai, table.unpack(ks) }) })
+        assert.same({ "", "expired\n", 1 }, { h.run({ "verify", expired, table.unpack(ks) }) })
+        local v = assert(require("apikey").verifier { path = path })
+        assert.equal("mcp-claude", assert(v:authenticate("Bearer " .. claude)).alias)
+        assert.equal("metricshub", v:verify(claude).kind)
+        v:close()
+
+        -- revoke removes a MetricsHub key; create adds ours; MetricsHub's server still finds
+        -- masterKey and its remaining keys.
+        assert.same({ "API key 'mcp-claude' has been revoked.\n", "", 0 },
+            { h.run({ "revoke", "MCP-Claude", table.unpack(ks) }) })
+        local _, cerr, ccode = h.run({ "create", "MCP-OpenAI", table.unpack(ks) })
+        assert.equal(1, ccode)
+        assert.matches("already exists", cerr)
+        local ours = h.create(path, "ours")
+        local before = h.read_file(path)
+        out, err, code = h.run({ "migrate", "--dry-run", table.unpack(ks) })
+        assert.same({ "", 0 }, { err, code })
+        assert.equal("Would migrate MetricsHub API key 'mcp-openai' ********************"
+            .. openai:sub(-4) .. " (No expiration)\nWould migrate MetricsHub API key 'old' "
+            .. "********************5555 (Expired on 2020-01-01T00:00:00)\n"
+            .. "2 MetricsHub API keys would be migrated; nothing was changed.\n", out)
+        assert.is_true(before == h.read_file(path))
+        assert.same({ master, "key mcp-openai " .. openai .. " -",
+            "key old " .. expired .. " 2020-01-01T00:00:00.500", "found mcp-openai valid", "none" },
+            metricshub(path, "master", "keys", "find", openai, "find", ours))
+
+        -- migrate: the same keys, now as hashes; no key left in the clear; masterKey kept.
+        out, err, code = h.run({ "migrate", table.unpack(ks) })
+        assert.same({ "", 0 }, { err, code })
+        assert.matches("\n2 MetricsHub API keys migrated.\n$", out)
+        assert.same({ "mcp-openai\n", "", 0 }, { h.run({ "verify", openai, table.unpack(ks) }) })
+        assert.same({ "ours\n", "", 0 }, { h.run({ "verify", ours, table.unpack(ks) }) })
+        local json = h.run({ "list", "--json", table.unpack(ks) })
+        assert.not_matches("metricshub", json)
+        assert.same({ master, "none", "alias masterkey secret", "alias mcp-openai secret",
+            "alias old secret", "alias ours secret" },
+            metricshub(path, "master", "find", openai, "aliases"))
+        assert.is_nil(h.read_file(path):find(openai, 1, true))
     end)
 end)
