@@ -145,10 +145,24 @@ int record_decode(const unsigned char *der, size_t len, ak_record *r);
 
 /* ---- entries: a record with its alias ------------------------------------------------------ */
 
+/* What an entry is: one of our API keys, or (in the list of other tools' names) what Java
+ * would call it. */
+typedef enum {
+    AK_KIND_APIKEY = 0,
+    AK_KIND_SECRET,     /* another tool's secret key (Java's SecretKeyEntry) */
+    AK_KIND_PRIVATE,    /* a private key */
+    AK_KIND_CERT,       /* a certificate */
+    AK_KIND_OTHER,      /* any other bag */
+    AK_KIND_METRICSHUB, /* an API key of MetricsHub's: "api_key:ALIAS", the key in the clear */
+} ak_kind;
+
 typedef struct {
     char *alias;      /* malloc'd UTF-8, NUL-terminated, as the user typed it */
     size_t alias_len; /* bytes, without the NUL */
-    ak_record rec;
+    ak_record rec;    /* of a MetricsHub key: its hash and expiry, created AK_NO_EXPIRY */
+    ak_kind kind;
+    unsigned char *bag; /* AK_KIND_METRICSHUB: its SafeBag as read, written back as it is */
+    size_t bag_len;
 } ak_entry;
 
 typedef struct {
@@ -173,6 +187,38 @@ int alias_to_bmp(const char *alias, size_t len, unsigned char *bmp, size_t *bmpl
  * length, NUL, a lone surrogate) or empty; -2 if longer than AK_ALIAS_MAX bytes. */
 int alias_from_bmp(const unsigned char *s, size_t n, char *out, size_t *outlen);
 
+/* Why an alias is refused, from alias_check. */
+typedef enum {
+    AK_ALIAS_OK = 0,
+    AK_ALIAS_EMPTY,
+    AK_ALIAS_LONG,      /* over AK_ALIAS_MAX bytes */
+    AK_ALIAS_NOT_UTF8,  /* invalid UTF-8, or a NUL */
+    AK_ALIAS_CONTROL,   /* a control, line or paragraph separator, bidirectional control */
+    AK_ALIAS_INVISIBLE, /* a default-ignorable code point or another format character */
+    AK_ALIAS_BLANK,     /* starts or ends with white space */
+    AK_ALIAS_KEY,       /* holds text shaped like a key */
+    AK_ALIAS_RESERVED,  /* starts with MetricsHub's "api_key:" */
+} ak_alias_fault;
+
+/* MetricsHub (metricshub-community): the alias prefix of its API keys, as Java lists it (lower
+ * case), their entry password, and the store password of its keystore (SecurityManager), public
+ * in its source: a file with that password is readable by anyone who can read the file. */
+#define AK_METRICSHUB_PREFIX "api_key:"
+#define AK_METRICSHUB_ENTRY_PASSWORD "secret"
+#define AK_METRICSHUB_STORE_PASSWORD                                                               \
+    "Matrix, Credits: Bertrand, Elvis, Fadhela, Huan, Nassim, Ramassh and Thomas"
+
+/* The rules a new alias follows: AK_ALIAS_OK, or the first fault, *cp the code point at fault
+ * (control, invisible, blank) or 0. */
+ak_alias_fault alias_check(const char *alias, size_t len, unsigned long *cp);
+/* Whether a code point must not be shown raw (a control or an invisible character). */
+int alias_hidden(unsigned long cp);
+/* The alias folded as Java folds it (toLowerCase(Locale.ENGLISH)): malloc'd, NUL-terminated,
+ * *outlen bytes; NULL when out of memory or not UTF-8. */
+char *alias_fold(const char *alias, size_t len, size_t *outlen);
+/* Whether two aliases are one for Java: equal once folded. */
+int alias_equal(const char *a, size_t alen, const char *b, size_t blen);
+
 /* ---- the SafeBag list (safebags.c) ------------------------------------------------------------
  */
 
@@ -185,13 +231,19 @@ typedef struct {
 
 /*
  * Reads a SafeContents (DER, or BER through OpenSSL), the bags of content number ci: our
- * SecretBags are appended to entries in file order, alias from the friendlyName; every other
- * bag is appended to kept as its DER. Returns how many bags were ours, or -1 with e
- * (AK_ECORRUPT for anything unreadable); *nbags is how many there were in all. With none of
- * ours, what was appended to kept is taken off again (the caller keeps the whole content).
+ * SecretBags are appended to entries in file order, alias from the friendlyName (ours by their
+ * secretTypeId, or by their value: a record of ours under another type, as Java's keytool writes
+ * our bags back after a rewrite); every other
+ * bag is appended to kept as its DER, and its friendlyName, if any, to names with its kind.
+ * MetricsHub's keys (a secret key "api_key:ALIAS" that decrypts with its entry password to a
+ * key, or a key, "__" and an expiry) are entries too, of kind AK_KIND_METRICSHUB, hashed as
+ * they are read; their decryption is charged to *budget (kdf_charge). Returns
+ * how many bags were ours, or -1 with e (AK_ECORRUPT for anything unreadable); *nbags is how many
+ * there were in all. With none of ours, what was appended to kept is taken off again (the caller
+ * keeps the whole content).
  */
 long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
-                   ak_bytes *kept, int *nbags, ak_err *e);
+                   ak_bytes *kept, ak_entries *names, long *budget, int *nbags, ak_err *e);
 /* Plausible plaintext of a SafeContents: one SEQUENCE filling it exactly. A wrong key still
  * passes CBC's padding check once in 256 tries; this catches the garbage it gives. */
 int safebags_plausible(const unsigned char *der, size_t len);
@@ -232,6 +284,11 @@ int kdf_plan(long *budget, const struct PKCS12_st *p12, const struct stack_st_PK
  * PBKDF2 and the PKCS#5 v1 and PKCS#12 schemes; not another KDF (scrypt's cost is set by the file
  * too), nor parameters that do not parse: such a content is kept unopened. */
 int kdf_opens(const struct X509_algor_st *alg);
+/* For a derivation found while the contents are read (a MetricsHub entry's own encryption):
+ * charges its iterations to *budget. 0 when charged; 1 for another key derivation than the
+ * ones kdf_opens lists (not run); -1 when its parameters do not parse; -2 when it asks for
+ * fewer than 1 or more than *budget has left. */
+int kdf_charge(long *budget, const struct X509_algor_st *alg);
 /* Before content ci (from 1) is tried again with the other form of the empty password: 1 when
  * that is pointless (both forms derive the same key: all but the PKCS#12 KDF) or not opened;
  * 0 when charged to *budget: run it; -1 with e (AK_ECORRUPT) when more than *budget has left. */
@@ -242,6 +299,9 @@ int kdf_charge_retry(long *budget, const struct X509_algor_st *alg, int ci, ak_e
 /* Everything a keystore file holds that is not ours, kept to be written back unchanged. */
 typedef struct ak_foreign ak_foreign;
 void foreign_free(ak_foreign *f);
+/* The aliases (friendlyNames) of the other tools' bags, each with its kind (rec unused), for
+ * the one namespace of aliases; NULL when f is NULL. */
+const ak_entries *foreign_names(const ak_foreign *f);
 
 /*
  * Parses a whole PKCS#12 file held in buf. The MAC is checked with the password; an empty
@@ -348,6 +408,11 @@ int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_e
  * Returns 0 with *out in Unix seconds UTC, or -1 when malformed.
  */
 int time_parse_iso(const char *s, size_t len, int64_t *out);
+/* A LocalDateTime as Java prints it ("YYYY-MM-DDThh:mm", ":ss", ".fffffffff" optional; what
+ * MetricsHub stores as a key's expiry), in the local zone, resolved as Java's atZone does
+ * (a gap moves later by its length, an overlap takes the earlier offset); the fraction is
+ * dropped. 0 with *out in Unix seconds, or -1 when malformed or outside 1970..9999. */
+int time_parse_java_local(const char *s, size_t len, int64_t *out);
 /* "YYYY-MM-DDThh:mm:ss" in local time. buf of at least 32 bytes. */
 void time_format_local(int64_t t, char *buf, size_t size);
 /* "YYYY-MM-DDThh:mm:ssZ" in UTC. */
@@ -368,9 +433,10 @@ typedef struct {
     int lock_timeout_ms;
     ak_entries entries;
     ak_foreign *foreign;
-    uint32_t *slots; /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
-    size_t nslots;   /* power of two */
-    ak_stamp stamp;  /* of the content loaded */
+    int metricshub_pass; /* the content was read with MetricsHub's store password */
+    uint32_t *slots;     /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
+    size_t nslots;       /* power of two */
+    ak_stamp stamp;      /* of the content loaded */
     /* The last reload that failed, and why: the same file is not parsed again (with a password,
      * each try costs a full key derivation) until it changes. */
     int failed;
@@ -382,7 +448,9 @@ typedef struct {
     ak_err warning;
 } ak_keystore;
 
-/* Loads path (a missing file is an empty keystore; nothing is written until a change).
+/* Loads path (a missing file is an empty keystore; nothing is written until a change). With
+ * no password (passlen 0), a file that the empty password does not open is tried with
+ * MetricsHub's store password, and is then written with it.
  * On failure ks is left closed (keystore_close is still safe to call). */
 int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t passlen, int iter,
                   int lock_timeout_ms, ak_err *e);
@@ -391,11 +459,22 @@ int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t pa
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
 /* Writers: take the lock, re-read the file under it, change, replace the file atomically, and
  * keep what was written as the loaded content. A file that cannot be read is never written.
+ * Aliases are one namespace with every other entry of the file: create of an alias that any
+ * entry holds (compared as Java compares aliases) is AK_EEXISTS. The rules for a new alias
+ * (alias_check) are the caller's to apply.
  * create writes a new random key (UUID v4, lower case) into key_out; *index is the new entry's
  * position in ks->entries. */
 int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
                     int64_t expires, char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
-int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e);
+/* revoke removes every API key of the alias (compared as Java compares aliases) and copies the
+ * alias as stored into stored (AK_ALIAS_MAX + 1 bytes); an alias that another tool's entry
+ * holds is AK_ENOTFOUND, saying what that entry is, and is never removed. */
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
+                    size_t *stored_len, ak_err *e);
+/* Turns every MetricsHub key into one of ours (same alias, hash and expiry, created now), so
+ * that no key stays in the file in the clear; *count is how many. One atomic write, none when
+ * there is no MetricsHub key. */
+int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e);
 /* O(1): hash lookup, constant-time compare of the whole hash. Upper-case key text is accepted.
  * *out is set for AK_VALID and AK_EXPIRED. */
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,

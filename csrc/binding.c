@@ -66,20 +66,24 @@ static int push_failure(lua_State *L, const ak_err *e)
     return 3;
 }
 
-/* An entry as every method returns it: { alias, hint, masked, created, expires, expired },
+/* An entry as every method returns it: { alias, hint, masked, created, expires, expired, kind },
  * complete when it is made, so that no layer above adds to a table another caller holds.
  * expired is judged at now. */
 static void push_entry(lua_State *L, const ak_entry *en, int64_t now)
 {
-    lua_createtable(L, 0, 6);
+    lua_createtable(L, 0, 7);
     lua_pushlstring(L, en->alias, en->alias_len);
     lua_setfield(L, -2, "alias");
     lua_pushstring(L, en->rec.hint);
     lua_setfield(L, -2, "hint");
     lua_pushfstring(L, MASK_STARS "%s", en->rec.hint);
     lua_setfield(L, -2, "masked");
-    lua_pushinteger(L, (lua_Integer)en->rec.created);
-    lua_setfield(L, -2, "created");
+    if (en->rec.created != AK_NO_EXPIRY) { /* a MetricsHub key has no creation time */
+        lua_pushinteger(L, (lua_Integer)en->rec.created);
+        lua_setfield(L, -2, "created");
+    }
+    lua_pushstring(L, en->kind == AK_KIND_METRICSHUB ? "metricshub" : "apikey");
+    lua_setfield(L, -2, "kind");
     if (en->rec.expires != AK_NO_EXPIRY) {
         lua_pushinteger(L, (lua_Integer)en->rec.expires);
         lua_setfield(L, -2, "expires");
@@ -171,18 +175,65 @@ static int core_create(lua_State *L)
     return 2;
 }
 
-/* ks:revoke(alias) -> true (then ks:warning() tells whether it was confirmed on disk) */
+/* ks:revoke(alias) -> true, the alias as stored (then ks:warning() tells whether it was
+ * confirmed on disk) */
 static int keystore_revoke_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L, "revoke");
-    size_t alias_len;
+    size_t alias_len, stored_len = 0;
     const char *alias = check_string(L, 2, &alias_len);
+    char stored[AK_ALIAS_MAX + 1];
     ak_err e;
 
-    if (keystore_revoke(&u->ks, alias, alias_len, &e) != 0)
+    if (keystore_revoke(&u->ks, alias, alias_len, stored, &stored_len, &e) != 0)
         return push_failure(L, &e);
     cache_reset(L, 1);
     lua_pushboolean(L, 1);
+    lua_pushlstring(L, stored, stored_len);
+    return 2;
+}
+
+/* ks:migrate() -> count: every MetricsHub key made one of ours, in one write */
+static int keystore_migrate_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "migrate");
+    size_t count = 0;
+    ak_err e;
+
+    if (keystore_migrate(&u->ks, (int64_t)time(NULL), &count, &e) != 0)
+        return push_failure(L, &e);
+    cache_reset(L, 1);
+    lua_pushinteger(L, (lua_Integer)count);
+    return 1;
+}
+
+/* core.check_alias(alias) -> true | fail, fault, code point: the rules of alias.c, for the
+ * messages of the layer above. fault: "empty", "long", "utf8", "control", "invisible",
+ * "blank", "key" or "reserved"; the code point for control, invisible and blank. */
+static int core_check_alias(lua_State *L)
+{
+    static const char *const faults[] = {"ok",        "empty", "long", "utf8",    "control",
+                                         "invisible", "blank", "key",  "reserved"};
+    size_t len;
+    const char *alias = check_string(L, 1, &len);
+    unsigned long cp;
+    ak_alias_fault f = alias_check(alias, len, &cp);
+
+    if (f == AK_ALIAS_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    luaL_pushfail(L);
+    lua_pushstring(L, faults[f]);
+    lua_pushinteger(L, (lua_Integer)cp);
+    return 3;
+}
+
+/* core.hidden(code point) -> whether it must not be shown raw (a control or invisible) */
+static int core_hidden(lua_State *L)
+{
+    lua_Integer cp = luaL_checkinteger(L, 1);
+    lua_pushboolean(L, cp < 0 || alias_hidden((unsigned long)cp));
     return 1;
 }
 
@@ -461,6 +512,7 @@ static int core_clock(lua_State *L)
 }
 
 static const luaL_Reg keystore_methods[] = {{"revoke", keystore_revoke_l},
+                                            {"migrate", keystore_migrate_l},
                                             {"warning", keystore_warning_l},
                                             {"list", keystore_list_l},
                                             {"verify", keystore_verify_l},
@@ -480,6 +532,8 @@ static const luaL_Reg keystore_meta[] = {{"__gc", keystore_close_l},
 static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"create", core_create},
                                           {"parse_time", core_parse_time},
+                                          {"check_alias", core_check_alias},
+                                          {"hidden", core_hidden},
                                           {"format_local", core_format_local},
                                           {"format_utc", core_format_utc},
                                           {"clock", core_clock},

@@ -4,6 +4,7 @@
  */
 #include "apikey.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,13 +28,26 @@ int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_r
     es->v[es->n].alias = copy;
     es->v[es->n].alias_len = alias_len;
     es->v[es->n].rec = *rec;
+    es->v[es->n].kind = AK_KIND_APIKEY;
+    es->v[es->n].bag = NULL;
+    es->v[es->n].bag_len = 0;
     es->n++;
     return 0;
 }
 
+/* A MetricsHub bag holds a key, encrypted with a password anyone can read: wiped. */
+static void entry_free(ak_entry *en)
+{
+    free(en->alias);
+    if (en->bag != NULL) {
+        OPENSSL_cleanse(en->bag, en->bag_len);
+        free(en->bag);
+    }
+}
+
 void entries_remove(ak_entries *es, size_t i)
 {
-    free(es->v[i].alias);
+    entry_free(&es->v[i]);
     memmove(&es->v[i], &es->v[i + 1], (es->n - i - 1) * sizeof *es->v);
     es->n--;
 }
@@ -41,7 +55,7 @@ void entries_remove(ak_entries *es, size_t i)
 void entries_clear(ak_entries *es)
 {
     for (size_t i = 0; i < es->n; i++)
-        free(es->v[i].alias);
+        entry_free(&es->v[i]);
     free(es->v);
     es->v = NULL;
     es->n = es->cap = 0;

@@ -194,6 +194,23 @@ int kdf_plan(long *budget, const PKCS12 *p12, const STACK_OF(PKCS7) *cis, kdf_ma
     return 0;
 }
 
+int kdf_charge(long *budget, const X509_ALGOR *alg)
+{
+    long iter;
+
+    switch (pbe_iterations(alg, &iter)) {
+    case 0:
+        if (iter < 1 || iter > *budget)
+            return -2;
+        *budget -= iter;
+        return 0;
+    case 1:
+        return 1;
+    default:
+        return -1;
+    }
+}
+
 int kdf_opens(const X509_ALGOR *alg)
 {
     long iter;

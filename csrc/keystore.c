@@ -90,29 +90,28 @@ static int index_build(uint32_t **slots, size_t *nslots, const ak_entries *es, a
     return 0;
 }
 
-static int ascii_equal_fold(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i < alen; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (unsigned char)(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z')
-            y = (unsigned char)(y - 'A' + 'a');
-        if (x != y)
-            return 0;
-    }
-    return 1;
-}
-
-/* Aliases are unique without regard to (ASCII) case, as Java lower-cases them. */
+/* Aliases are one namespace, compared as Java compares them (alias.c). */
 static long find_alias(const ak_entries *es, const char *alias, size_t len)
 {
-    for (size_t i = 0; i < es->n; i++)
-        if (ascii_equal_fold(es->v[i].alias, es->v[i].alias_len, alias, len))
+    for (size_t i = 0; es != NULL && i < es->n; i++)
+        if (alias_equal(es->v[i].alias, es->v[i].alias_len, alias, len))
             return (long)i;
     return -1;
+}
+
+/* What another tool's entry is, for a message. */
+static const char *kind_name(ak_kind kind)
+{
+    switch (kind) {
+    case AK_KIND_SECRET:
+        return "a secret key of another tool";
+    case AK_KIND_PRIVATE:
+        return "a private key";
+    case AK_KIND_CERT:
+        return "a certificate";
+    default:
+        return "an entry of another tool";
+    }
 }
 
 /* What one read of the file gave: entries, foreign content, and the stamp of what was read. */
@@ -120,6 +119,7 @@ typedef struct {
     ak_entries entries;
     ak_foreign *foreign;
     ak_stamp stamp;
+    int metricshub_pass; /* read with MetricsHub's store password (no password was given) */
 } snapshot;
 
 static void snapshot_free(snapshot *s)
@@ -141,6 +141,17 @@ static int snapshot_read(const ak_keystore *ks, snapshot *s, ak_err *e)
     if (rc == 1)
         return 0; /* no file yet: an empty keystore */
     rc = p12_load(buf, len, ks->pass, ks->passlen, &s->entries, &s->foreign, e);
+    /* No password given and the empty one fails: a MetricsHub keystore has its fixed one. */
+    if (rc != 0 && e->code == AK_EBADPASSWORD && ks->passlen == 0) {
+        ak_err e2;
+        if (p12_load(buf, len, AK_METRICSHUB_STORE_PASSWORD, strlen(AK_METRICSHUB_STORE_PASSWORD),
+                     &s->entries, &s->foreign, &e2) == 0) {
+            rc = 0;
+            s->metricshub_pass = 1;
+        } else if (e2.code != AK_EBADPASSWORD) {
+            *e = e2;
+        }
+    }
     free(buf);
     if (rc != 0)
         return fail_on(e, "read", ks->path);
@@ -159,6 +170,7 @@ static int snapshot_adopt(ak_keystore *ks, snapshot *s, ak_err *e)
     ks->entries = s->entries;
     ks->foreign = s->foreign;
     ks->stamp = s->stamp;
+    ks->metricshub_pass = s->metricshub_pass;
     return 0;
 }
 
@@ -216,7 +228,10 @@ static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
     unsigned char *der = NULL;
     size_t len = 0;
     int rc;
-    if (p12_save(&s->entries, s->foreign, ks->pass, ks->passlen, ks->iter, &der, &len, e) != 0) {
+    /* Written with the password it was read with: MetricsHub must still open its file. */
+    const char *pass = s->metricshub_pass ? AK_METRICSHUB_STORE_PASSWORD : ks->pass;
+    size_t passlen = s->metricshub_pass ? strlen(AK_METRICSHUB_STORE_PASSWORD) : ks->passlen;
+    if (p12_save(&s->entries, s->foreign, pass, passlen, ks->iter, &der, &len, e) != 0) {
         snapshot_free(s);
         return fail_on(e, "write", ks->path);
     }
@@ -267,6 +282,10 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
     ak_record rec;
     int rc = -1;
 
+    long other;
+
+    /* The rules for a new alias (alias_check) are the API's to apply: this takes any alias the
+     * file format holds, as other tools write them. */
     if (alias_len == 0 || alias_len > AK_ALIAS_MAX || memchr(alias, '\0', alias_len) != NULL)
         return ak_fail(e, AK_EINVALID, "an alias is 1 to %d bytes, without NUL", AK_ALIAS_MAX);
     /* The key first: a generator that fails leaves no trace, not even a lock file. */
@@ -284,6 +303,16 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
                 "an API key with alias '%.*s' already exists in %s (aliases ignore case); revoke "
                 "it first or choose another alias",
                 (int)alias_len, alias, ks->path);
+        goto out;
+    }
+    other = find_alias(foreign_names(s.foreign), alias, alias_len);
+    if (other >= 0) {
+        ak_kind kind = foreign_names(s.foreign)->v[other].kind;
+        snapshot_free(&s);
+        ak_fail(e, AK_EEXISTS,
+                "alias '%.*s' is taken in %s by %s (aliases ignore case, as Java's); choose "
+                "another alias",
+                (int)alias_len, alias, ks->path, kind_name(kind));
         goto out;
     }
     memset(&rec, 0, sizeof rec);
@@ -308,11 +337,12 @@ out:
     return rc;
 }
 
-int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e)
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
+                    size_t *stored_len, ak_err *e)
 {
     ak_lock lk;
     snapshot s;
-    long i;
+    long i, other;
     int rc = -1;
 
     if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
@@ -321,12 +351,59 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err
         goto out;
     i = find_alias(&s.entries, alias, alias_len);
     if (i < 0) {
+        other = find_alias(foreign_names(s.foreign), alias, alias_len);
+        if (other >= 0)
+            ak_fail(e, AK_ENOTFOUND,
+                    "that alias is %s in %s, not an API key; apikey does not remove it",
+                    kind_name(foreign_names(s.foreign)->v[other].kind), ks->path);
+        else
+            ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len,
+                    alias, ks->path);
         snapshot_free(&s);
-        ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len, alias,
-                ks->path);
         goto out;
     }
-    entries_remove(&s.entries, (size_t)i);
+    memcpy(stored, s.entries.v[i].alias, s.entries.v[i].alias_len + 1);
+    *stored_len = s.entries.v[i].alias_len;
+    /* Every key of that alias: another tool may have written two. */
+    while (i >= 0) {
+        entries_remove(&s.entries, (size_t)i);
+        i = find_alias(&s.entries, alias, alias_len);
+    }
+    rc = snapshot_commit(ks, &s, e);
+out:
+    storage_unlock(&lk);
+    return rc;
+}
+
+int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e)
+{
+    ak_lock lk;
+    snapshot s;
+    int rc = -1;
+
+    *count = 0;
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+        return -1;
+    if (snapshot_read(ks, &s, e) != 0)
+        goto out;
+    for (size_t i = 0; i < s.entries.n; i++) {
+        ak_entry *en = &s.entries.v[i];
+        if (en->kind != AK_KIND_METRICSHUB)
+            continue;
+        /* Same alias, hash and expiry; the key itself leaves the file with its bag. */
+        OPENSSL_cleanse(en->bag, en->bag_len);
+        free(en->bag);
+        en->bag = NULL;
+        en->bag_len = 0;
+        en->kind = AK_KIND_APIKEY;
+        en->rec.created = now;
+        (*count)++;
+    }
+    if (*count == 0) {
+        snapshot_free(&s);
+        rc = 0;
+        goto out;
+    }
     rc = snapshot_commit(ks, &s, e);
 out:
     storage_unlock(&lk);

@@ -24,6 +24,7 @@
 struct ak_foreign {
     STACK_OF(PKCS7) *cis; /* ContentInfos that hold none of our bags, as they were read */
     ak_bytes bags;        /* DER SafeBags that shared a ContentInfo with ours, back to back */
+    ak_entries names;     /* the aliases of every bag of theirs that was read, with kinds */
 };
 
 typedef struct {
@@ -41,7 +42,13 @@ void foreign_free(ak_foreign *f)
         return;
     sk_PKCS7_pop_free(f->cis, PKCS7_free);
     OPENSSL_clear_free(f->bags.p, f->bags.cap);
+    entries_clear(&f->names);
     OPENSSL_free(f);
+}
+
+const ak_entries *foreign_names(const ak_foreign *f)
+{
+    return f != NULL ? &f->names : NULL;
 }
 
 /* ---- reading ----------------------------------------------------------------------------- */
@@ -114,7 +121,7 @@ static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
         if (p7->d.data == NULL)
             return ak_fail(e, AK_ECORRUPT, "content %d has no data", i + 1);
         ours = safebags_read(p7->d.data->data, (size_t)p7->d.data->length, i + 1, &ld->entries,
-                             &ld->foreign->bags, &nbags, e);
+                             &ld->foreign->bags, &ld->foreign->names, &ld->kdf_budget, &nbags, e);
         break;
     case NID_pkcs7_encrypted: {
         unsigned char *plain = NULL;
@@ -125,7 +132,8 @@ static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
         if (r < 0)
             return ak_fail(e, AK_ECORRUPT, "content %d: its encrypted data is missing", i + 1);
         if (r == 0) {
-            ours = safebags_read(plain, n, i + 1, &ld->entries, &ld->foreign->bags, &nbags, e);
+            ours = safebags_read(plain, n, i + 1, &ld->entries, &ld->foreign->bags,
+                                 &ld->foreign->names, &ld->kdf_budget, &nbags, e);
             OPENSSL_clear_free(plain, n);
         }
         break;
@@ -267,7 +275,7 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
     }
     *out = ld.entries;
     memset(&ld.entries, 0, sizeof ld.entries);
-    if (ld.foreign->cis != NULL || ld.foreign->bags.len > 0) {
+    if (ld.foreign->cis != NULL || ld.foreign->bags.len > 0 || ld.foreign->names.n > 0) {
         *foreign = ld.foreign;
         ld.foreign = NULL;
     }

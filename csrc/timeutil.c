@@ -183,3 +183,50 @@ int time_parse_gentime(const char *s, size_t len, int64_t *out)
     *out = seconds_utc(&c);
     return 0;
 }
+
+/* The local zone's offset from UTC at Unix time t, in seconds. */
+static long offset_at(int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    return localtime_r(&tt, &tm) != NULL ? tm.tm_gmtoff : 0;
+}
+
+/* Local time to Unix seconds as Java's LocalDateTime.atZone resolves it: a time that exists
+ * once has its offset; one in an overlap (clocks set back) takes the earlier offset, the one
+ * before the change; one in a gap (clocks set forward) is moved later by the gap's length,
+ * which is the offset before the change too. No zone changes its offset twice in two days. */
+static int64_t seconds_local_java(const civil *c)
+{
+    int64_t guess = seconds_utc(c);
+    long before = offset_at(guess - 86400), after = offset_at(guess + 86400);
+    if (before != after && offset_at(guess - before) != before && offset_at(guess - after) == after)
+        return guess - after; /* exists once, after the change */
+    return guess - before;
+}
+
+int time_parse_java_local(const char *s, size_t len, int64_t *out)
+{
+    civil c;
+    char full[19];
+    int64_t t;
+
+    /* YYYY-MM-DDThh:mm, then optionally :ss, then optionally .f to .fffffffff */
+    if (len < 16 || len == 17 || len == 18 || len == 20 || len > 29 || s[4] != '-' || s[7] != '-' ||
+        s[10] != 'T' || s[13] != ':' || (len > 16 && s[16] != ':') || (len > 19 && s[19] != '.'))
+        return -1;
+    for (size_t i = 20; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+    memcpy(full, s, len < 19 ? 16 : 19);
+    if (len == 16)
+        memcpy(full + 16, ":00", 3);
+    if (read_civil(full, iso_at, &c) != 0)
+        return -1;
+    /* A fraction of a second is dropped: the key expires at the second it falls in. */
+    t = seconds_local_java(&c);
+    if (t < 0 || t > AK_TIME_MAX)
+        return -1;
+    *out = t;
+    return 0;
+}

@@ -28,6 +28,7 @@ dependencies = {
 external_dependencies = {
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
    UUID = { header = "uuid/uuid.h", library = "uuid" },
+   UNISTRING = { header = "unicase.h", library = "unistring" },
 }
 build = {
    type = "cmake",

@@ -162,6 +162,19 @@ describe("ks:create", function()
         { " ci-bot", "starts or ends with a blank" },
         { "ci-bot ", "starts or ends with a blank" },
         { "\u{3000}ci-bot", "starts or ends with a blank" },
+        -- invisible: Unicode's default-ignorable code points and the other format characters
+        { "abc\u{200B}def", "invisible character U+200B" },
+        { "\u{FEFF}abc", "invisible character U+FEFF" },
+        { "ab\u{AD}c", "invisible character U+00AD" },
+        { "a\u{34F}b", "invisible character U+034F" },
+        { "a\u{115F}b", "invisible character U+115F" },
+        { "a\u{FFF9}b", "invisible character U+FFF9" },
+        { "ab\u{E0041}", "invisible character U+E0041" },
+        { "ab\u{3164}", "invisible character U+3164" },
+        -- a key pasted where the alias goes
+        { "0d6e1c5a-3b0f-4d3e-9a51-8c2f7e4b91a7", "shaped like an API key" },
+        { "key 0D6E1C5A-3B0F-4D3E-9A51-8C2F7E4B91A7", "shaped like an API key" },
+        { "API_KEY:bot", "the prefix of MetricsHub's own keys" },
     }
     for _, case in ipairs(invalid) do
         it("returns 'invalid' for the alias " .. ("%q"):format(case[1]):gsub("\\\n", "\\n"), function()
