@@ -480,5 +480,14 @@ int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e);
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,
                            const ak_entry **out);
 void keystore_close(ak_keystore *ks);
+/* For the PostgreSQL store (csrc/pg/), which makes, hashes and writes keys as the file does.
+ * keystore_new_key: a new key as create makes one. keystore_key_hash: the hash of a key's text
+ * (upper case accepted): 0; -1 when it is not of a key's form; -2 when hashing failed.
+ * keystore_sync: makes the file's API keys those of keys (in order; other tools' entries stay),
+ * with the writers' protocol; writes only when they differ or the file does not exist yet.
+ * *changed says whether it wrote. */
+int keystore_new_key(char key_out[AK_KEY_LEN + 1], ak_err *e);
+int keystore_key_hash(const char *key, size_t len, unsigned char hash[AK_HASH_LEN]);
+int keystore_sync(ak_keystore *ks, const ak_entries *keys, int *changed, ak_err *e);
 
 #endif

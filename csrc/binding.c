@@ -17,6 +17,10 @@
 #include <strings.h>
 #include <time.h>
 
+#ifdef APIKEY_WITH_STORE
+#include "pg/pgstore.h"
+#endif
+
 #define KEYSTORE_MT "apikey.Keystore"
 #define MASK_STARS "********************" /* 20 stars, then the hint: how a key is shown */
 #define LOCK_TIMEOUT_MAX_MS 86400000      /* a day */
@@ -114,6 +118,22 @@ static void push_cached_entry(lua_State *L, int ud, const keystore_ud *u, const 
     }
     lua_remove(L, -2);
 }
+
+#ifdef APIKEY_WITH_STORE
+/* For the store's binding (pg/pgstore_lua.c), which returns the same entries and writes a
+ * keystore's file for `apikey sync`. */
+void binding_push_entry(lua_State *L, const ak_entry *en, int64_t now)
+{
+    push_entry(L, en, now);
+}
+
+ak_keystore *binding_keystore_to_change(lua_State *L, int idx, const char *fname)
+{
+    keystore_ud *u = keystore_at(L, idx, fname);
+    cache_reset(L, idx);
+    return &u->ks;
+}
+#endif
 
 /* core.open(path, password, iterations, lock_timeout_ms): apikey.open checks the options a
  * caller gives and fills in the defaults; these checks only keep the C side safe. */
@@ -566,5 +586,8 @@ int luaopen_apikey_core(lua_State *L)
     lua_setfield(L, -2, "KEY_LEN");
     lua_pushliteral(L, MASK_STARS);
     lua_setfield(L, -2, "MASK");
+#ifdef APIKEY_WITH_STORE
+    pgstore_lua_register(L); /* core.store_open, core.Store: the PostgreSQL store */
+#endif
     return 1;
 }

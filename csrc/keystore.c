@@ -477,3 +477,78 @@ void keystore_close(ak_keystore *ks)
     free(ks->slots);
     memset(ks, 0, sizeof *ks);
 }
+
+/* ---- for the PostgreSQL store (csrc/pg/): the same keys, hashes and writes as the file ---- */
+
+int keystore_new_key(char key_out[AK_KEY_LEN + 1], ak_err *e)
+{
+    return new_key(key_out, e);
+}
+
+int keystore_key_hash(const char *key, size_t len, unsigned char hash[AK_HASH_LEN])
+{
+    char norm[AK_KEY_LEN];
+    int rc = normalize_key(key, len, norm) == 0 ? 0 : -1;
+    if (rc == 0 && hash_key(norm, AK_KEY_LEN, hash) != 0)
+        rc = -2;
+    OPENSSL_cleanse(norm, sizeof norm);
+    return rc;
+}
+
+/* Whether the API keys of es (in order, other kinds skipped) are keys, field by field. */
+static int same_keys(const ak_entries *es, const ak_entries *keys)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < es->n; i++) {
+        const ak_entry *a = &es->v[i], *b;
+        if (a->kind != AK_KIND_APIKEY)
+            continue;
+        if (j == keys->n)
+            return 0;
+        b = &keys->v[j++];
+        if (a->alias_len != b->alias_len || memcmp(a->alias, b->alias, a->alias_len) != 0 ||
+            memcmp(&a->rec.hash, &b->rec.hash, AK_HASH_LEN) != 0 ||
+            strcmp(a->rec.hint, b->rec.hint) != 0 || a->rec.created != b->rec.created ||
+            a->rec.expires != b->rec.expires)
+            return 0;
+    }
+    return j == keys->n;
+}
+
+int keystore_sync(ak_keystore *ks, const ak_entries *keys, int *changed, ak_err *e)
+{
+    ak_stamp now;
+    ak_lock lk;
+    snapshot s;
+    int rc = -1;
+
+    *changed = 0;
+    /* The file as it was loaded, with these keys: nothing to read, lock or write (a poll of a
+     * store that did not change). */
+    if (ks->stamp.exists && storage_stamp(ks->path, &now, e) == 0 &&
+        storage_stamp_equal(&now, &ks->stamp) && same_keys(&ks->entries, keys))
+        return 0;
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+        return -1;
+    if (snapshot_read(ks, &s, e) != 0)
+        goto out;
+    if (s.stamp.exists && same_keys(&s.entries, keys)) {
+        rc = snapshot_adopt(ks, &s, e);
+        goto out;
+    }
+    for (size_t i = s.entries.n; i-- > 0;)
+        if (s.entries.v[i].kind == AK_KIND_APIKEY)
+            entries_remove(&s.entries, i);
+    for (size_t i = 0; i < keys->n; i++) {
+        const ak_entry *k = &keys->v[i];
+        if (entries_push(&s.entries, k->alias, k->alias_len, &k->rec, e) != 0) {
+            snapshot_free(&s);
+            goto out;
+        }
+    }
+    rc = snapshot_commit(ks, &s, e);
+    *changed = rc == 0;
+out:
+    storage_unlock(&lk);
+    return rc;
+}

@@ -6,6 +6,7 @@
 -- variables) replace the process's own, for tests and embedding.
 local apikey = require "apikey"
 local argparse = require "argparse"
+local store = require "apikey.store"
 
 local cli = {}
 
@@ -13,12 +14,13 @@ local printable = apikey.printable
 local KEYSTORE_NAME = "metricshub-keystore.p12"
 
 local HELP_EPILOG = [[
-Options --keystore and --password-file are accepted by every command.
+Options --keystore, --password-file and --store are accepted by every command.
 
 Environment:
    APIKEY_KEYSTORE           the keystore, when --keystore is not given
    APIKEY_KEYSTORE_PASSWORD  its password, when --password-file is not given
                              (default: none; then file permissions protect it)
+   APIKEY_STORE              the PostgreSQL store, when --store is not given
    NO_COLOR                  when set, errors are not coloured
 
 Exit status: 0 done, 1 the operation failed, 2 a usage error.]]
@@ -40,6 +42,10 @@ local function build_parser(default_keystore)
         p:option("--password-file", "A file whose first line is the keystore's password "
             .. "(default: APIKEY_KEYSTORE_PASSWORD, else none).")
             :argname("FILE"):target(root and "root_password_file" or "password_file")
+        p:option("--store", "A PostgreSQL database, as a libpq connection string "
+            .. "(postgresql://USER@HOST/DB): create, list, revoke and verify work on its table "
+            .. "instead of the keystore; sync follows it (default: APIKEY_STORE, else none).")
+            :argname("URL"):target(root and "root_store" or "store")
     end
 
     local parser = argparse("apikey", "Create, list, revoke and verify API keys. Only a SHA-256 "
@@ -81,6 +87,14 @@ local function build_parser(default_keystore)
     common(verify)
     verify:argument("key", "The key; read from standard input when absent or -.")
         :args("?")
+
+    local sync = parser:command("sync", "Keep the keystore file equal to the store's table: "
+        .. "follow its changes, and write the file (atomically) only when they change it.")
+    common(sync)
+    sync:option("--interval", "Seconds between two full reads of the store when no change is "
+        .. "notified, and between two tries while it is away (default 10).")
+        :argname("SECONDS")
+    sync:flag("--once", "Sync once and exit: 0 when the file is equal to the store.")
 
     return parser, asked
 end
@@ -333,13 +347,43 @@ function commands.verify(ks, args, out)
     if key == nil or key == "-" then
         key = (out.stdin:read("l") or ""):gsub("\r$", "")
     end
-    local entry, why = ks:verify(key)
+    local entry, why, code = ks:verify(key)
     if entry then
         out:say(printable(entry.alias, true))
         return 0
+    elseif code then -- the store failed
+        return out:fail(why, code)
     end
     out:complain(why)
     return 1
+end
+
+local INTERVAL_MAX = 86400
+
+-- `apikey sync`: runs until stopped, or once; each line out at once, for a journal.
+local function sync(args, out, conninfo, path, password)
+    local interval = args.interval and tonumber(args.interval)
+    if args.interval and not (interval and interval > 0 and interval <= INTERVAL_MAX) then
+        return out:report(("--interval takes a number of seconds above 0, at most %d (see "
+            .. "'apikey --help')"):format(INTERVAL_MAX), 2)
+    end
+    local ok, msg, code = store.sync {
+        conninfo = conninfo, path = path, password = password, interval = interval,
+        once = args.once,
+        say = function(line)
+            out:say(line)
+            out:flush()
+        end,
+        complain = function(line)
+            out:report(line)
+            out.stderr:flush()
+        end,
+    }
+    if ok then
+        return 0
+    end
+    -- With --once a failure was told as it happened; otherwise the file could not be opened.
+    return args.once and 1 or out:fail(msg, code)
 end
 
 -- A file that is closed at the level of the system (the command started with `>&-`): a seek
@@ -363,18 +407,26 @@ local function hold_closed_descriptors()
     return held
 end
 
+-- The value of option NAME (given before or after the command name), else of the environment
+-- variable env when set and not empty: the value or false; nil, "--NAME needs WHAT", 2 when the
+-- option is given empty.
+local function setting(args, getenv, name, env, what)
+    local value = args[name] or args["root_" .. name]
+    if value == "" then
+        return nil, ("--%s needs %s"):format(name, what), 2
+    end
+    if not value then
+        value = getenv(env)
+    end
+    return value ~= nil and value ~= "" and value
+end
+
 -- The keystore: --keystore, else APIKEY_KEYSTORE, else the installation's default.
 -- Returns the path, or nil, message and exit status.
 local function keystore_path(args, getenv, default)
-    local path = args.keystore or args.root_keystore
-    if path == "" then
-        return nil, "--keystore needs a path", 2
-    end
-    if not path then
-        path = getenv("APIKEY_KEYSTORE")
-        if path == "" then
-            path = nil
-        end
+    local path, msg, status = setting(args, getenv, "keystore", "APIKEY_KEYSTORE", "a path")
+    if path == nil then
+        return nil, msg, status
     end
     path = path or default
     if not path then
@@ -412,6 +464,32 @@ local function parse(argv, default_keystore, out)
     return args
 end
 
+-- A key nobody can see, or a listing that goes nowhere: true when the command is refused.
+local function refuse_closed_stdout(args, out, stdout_closed)
+    if args.command ~= "verify" and stdout_closed then
+        out:report(("standard output is closed; nothing was done (%s prints to it)")
+            :format(args.command))
+        return true
+    end
+    return false
+end
+
+-- A command run against the store's table; its exit status.
+local function with_store(args, out, conninfo, stdout_closed)
+    if args.command == "migrate" then
+        return out:report("migrate works on a keystore file's MetricsHub keys, not on a store; "
+            .. "run it without --store and APIKEY_STORE")
+    end
+    if refuse_closed_stdout(args, out, stdout_closed) then
+        return 1
+    end
+    local st <close>, err, code = store.open(conninfo)
+    if not st then
+        return out:report(err, code == "invalid" and 2 or 1)
+    end
+    return commands[args.command](st, args, out)
+end
+
 function cli.main(argv, opts)
     argv, opts = argv or {}, opts or {}
     local env = opts.env
@@ -430,6 +508,17 @@ function cli.main(argv, opts)
         return out:finish(status)
     end
     local path, password, msg
+    local conninfo
+    -- The store: --store, else APIKEY_STORE, else none (false).
+    conninfo, msg, status = setting(args, getenv, "store", "APIKEY_STORE", "a connection string")
+    if conninfo == nil then
+        return out:finish(out:report(msg, status))
+    elseif not conninfo and args.command == "sync" then
+        return out:finish(out:report("sync follows a store: give --store URL or set APIKEY_STORE "
+            .. "(see 'apikey --help')", 2))
+    elseif conninfo and args.command ~= "sync" then
+        return out:finish(with_store(args, out, conninfo, stdout_closed))
+    end
     path, msg, status = keystore_path(args, getenv, default_keystore)
     if not path then
         return out:finish(out:report(msg, status))
@@ -438,10 +527,11 @@ function cli.main(argv, opts)
     if msg then
         return out:finish(out:report(msg))
     end
-    if args.command ~= "verify" and stdout_closed then
-        -- A key nobody can see, or a listing that goes nowhere.
-        return out:finish(out:report(("standard output is closed; nothing was done (%s prints "
-            .. "to it)"):format(args.command)))
+    if args.command == "sync" then
+        return out:finish(sync(args, out, conninfo, path, password))
+    end
+    if refuse_closed_stdout(args, out, stdout_closed) then
+        return out:finish(1)
     end
     local ks <close>, err, code = apikey.open { path = path, password = password }
     if not ks then

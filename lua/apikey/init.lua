@@ -221,7 +221,9 @@ local create = core.create
 -- +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d". Returns the
 -- key (the only time it is available) and its entry; ks:warning() then says whether the
 -- change could not be confirmed on disk.
-function Keystore:create(alias, opts)
+-- create's policy, for every place keys are made (a keystore, apikey.store): the arguments
+-- checked, the time now and the expiry (false for none); or nil, message, "invalid".
+local function create_args(alias, opts)
     if type(alias) ~= "string" then
         argerror("create", 1, "alias must be a string, got " .. type(alias))
     end
@@ -237,6 +239,15 @@ function Keystore:create(alias, opts)
     expires, why = expiry(opts or {}, now)
     if expires == nil then
         return nil, why, "invalid"
+    end
+    return now, expires
+end
+apikey._create_args = create_args -- for apikey.store
+
+function Keystore:create(alias, opts)
+    local now, expires, code = create_args(alias, opts)
+    if not now then
+        return nil, expires, code
     end
     return create(self, alias, now, expires or nil)
 end
