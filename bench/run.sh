@@ -4,7 +4,7 @@
 # results/table.md, the tables of bench/README.md. About 5 minutes on 2 cores.
 #
 #   bash bench/run.sh                 everything
-#   bash bench/run.sh verify load     only some parts of: verify load ref cli http
+#   bash bench/run.sh verify load     only some parts of: verify load ref cli http store
 #                                     (build and keys always run first)
 #
 # Needs: a C compiler, OpenSSL 3, libuuid and Lua 5.4 headers (as for the build), lua5.4 with
@@ -13,6 +13,7 @@
 #   apt-get install build-essential pkg-config libssl-dev uuid-dev libacl1-dev libattr1-dev liblua5.4-dev lua5.4 \
 #       lua-argparse lua-dkjson openjdk-17-jdk-headless hyperfine time lighttpd \
 #       lighttpd-modules-lua wrk curl cmake
+# and for the store part, Debian's postgresql and libpq-dev.
 # Environment: BENCH_SECS (CPU seconds per verify measurement, default 2), BENCH_HTTP_SECS
 # (seconds per wrk run, default 3), BENCH_HTTP_ROUNDS (default 5), CC, CFLAGS.
 set -euo pipefail
@@ -328,15 +329,24 @@ EOF
     stop_servers
 }
 
+# --- the PostgreSQL store ----------------------------------------------------------------------
+# Propagation through `apikey sync` (from `apikey --store create` returning to a verifier of
+# another file accepting the key) and a full sync of 100,000 keys, against a PostgreSQL 15
+# started in a temporary folder of its own (bench/store_bench.lua).
+store() {
+    say "PostgreSQL store: propagation, full sync of 100,000 keys"
+    APIKEY_TEST_PREFIX=$prefix lua5.4 "$bench/store_bench.lua" | tee "$results/store.txt"
+}
+
 mkdir -p "$results"
 want=("$@")
-[ $# -gt 0 ] || want=(verify load ref cli http)
+[ $# -gt 0 ] || want=(verify load ref cli http store)
 parts=(build keys)
 for part in "${want[@]}"; do
     case $part in
     build | keys) ;;
-    verify | load | ref | cli | http) parts+=("$part") ;;
-    *) die "unknown part '$part' (build keys verify load ref cli http)" ;;
+    verify | load | ref | cli | http | store) parts+=("$part") ;;
+    *) die "unknown part '$part' (build keys verify load ref cli http store)" ;;
     esac
 done
 {

@@ -181,9 +181,18 @@ static void ignore_notice(void *arg, const char *message)
 int store_open(ak_store **out, const char *conninfo, ak_err *e)
 {
     /* dbname is expanded as a connection string; later keywords would override it, earlier
-     * ones are defaults it may override. */
-    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-    const char *const vals[] = {"10", "apikey", conninfo, NULL};
+     * ones are defaults it may override. Over TCP, a peer that vanished without a word (a
+     * network cut) is found within about a minute rather than the system's retransmission
+     * time-out, which may be a quarter of an hour: sync would wait that long. */
+    const char *const keys[] = {"connect_timeout",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "fallback_application_name",
+                                "dbname",
+                                NULL};
+    const char *const vals[] = {"10", "30", "10", "3", "60000", "apikey", conninfo, NULL};
     char *perr = NULL;
     PQconninfoOption *parsed = PQconninfoParse(conninfo, &perr);
     ak_store *st;
