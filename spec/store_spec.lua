@@ -1,6 +1,6 @@
 -- The PostgreSQL store and `apikey sync`, against a real PostgreSQL 15 started by each test in
 -- its own folder (spec/support/postgres.lua: a Unix socket there, no TCP port, run as nobody
--- when the specs run as root, stopped by PID when the test ends). About 25 s in all.
+-- when the specs run as root, stopped by PID when the test ends). About 15 s in all.
 local h = require "spec.helpers"
 local pg = require("spec.support.postgres")(h)
 local apikey = require "apikey"
