@@ -119,29 +119,61 @@ size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp);
 
 /* ---- one API key record (record.c) ------------------------------------------------------- */
 
-/* What is kept per key. The key text itself is never kept. */
+#define AK_SCOPE_MAX 64  /* bytes of one scope name */
+#define AK_SCOPES_MAX 32 /* scopes of one key */
+
+/* What is kept per key. The key text itself is never kept. All zero bytes but the times is a
+ * key with full access that was not rotated. */
 typedef struct {
     unsigned char hash[AK_HASH_LEN]; /* SHA-256(key text) */
     char hint[AK_HINT_LEN + 1];      /* last 4 characters of the key, NUL-terminated */
+    unsigned char rotated;           /* 1: replaced by `rotate`, valid until grace_end */
     int64_t created;                 /* Unix seconds, UTC */
     int64_t expires;                 /* Unix seconds, UTC, or AK_NO_EXPIRY */
+    int64_t grace_end;               /* when rotated: Unix seconds, UTC, the end of its grace */
+    /* The key's scopes: the contents of a SEQUENCE OF UTF8String, each a scope name (1 to
+     * AK_SCOPE_MAX bytes of letters, digits and ":._-", short-form lengths), 1 to AK_SCOPES_MAX
+     * of them, no two alike; NULL (and 0) for full access. Borrowed: record_decode points into
+     * its input; an entry holds its own copy (entries_push copies it). */
+    const unsigned char *scopes;
+    size_t scopes_len;
 } ak_record;
 
 /*
  * DER:  ApiKeyRecord ::= SEQUENCE {
- *          version  INTEGER (1),
+ *          version  INTEGER (1 | 2),
  *          hash     OCTET STRING (SIZE (32)),
  *          hint     UTF8String,
  *          created  GeneralizedTime,           -- YYYYMMDDHHMMSSZ
  *          expires  GeneralizedTime OPTIONAL,
- *          ...                                 -- later versions may append fields; ignored
+ *          -- version 2 only:
+ *          scopes   [0] IMPLICIT SEQUENCE SIZE (1..32) OF UTF8String OPTIONAL,
+ *          rotated  [1] IMPLICIT GeneralizedTime OPTIONAL,  -- the end of its grace
+ *          ...                                 -- later fields; skipped
  *       }
+ * A record with scopes or rotated is version 2, and only such a record: a key without them is
+ * written as version 1, byte for byte as before. Decoders before version 2 accept version 1
+ * only, so they refuse a scoped key (and the whole file) rather than give it full access; and
+ * they skip fields appended after expires, so scopes never go in a version 1 record. A field
+ * that an older decoder may skip is appended in the same version; one it must not skip raises
+ * the version. A version 1 record's appended fields are skipped, never read as scopes.
  * record_encode: *der is OPENSSL_malloc'd, caller OPENSSL_free's it. Returns 0, or -1 on
- * allocation failure. record_decode: returns 0, or -1 if the bytes are not a valid record
- * (never reads past len).
+ * allocation failure or a field out of range. record_decode: returns 0, or -1 if the bytes are
+ * not a valid record (never reads past len); r->scopes then points into der.
  */
 int record_encode(const ak_record *r, unsigned char **der, size_t *len);
 int record_decode(const unsigned char *der, size_t len, ak_record *r);
+/* Whether the key of record r is refused as expired at now: past its expiry, or rotated and
+ * past its grace. Inline: it runs on every check. */
+static inline int record_expired(const ak_record *r, int64_t now)
+{
+    return (r->expires != AK_NO_EXPIRY && r->expires <= now) | (r->rotated && r->grace_end <= now);
+}
+/* Whether [s, s + n) is a valid scope list (as r->scopes above): 0, or -1. */
+int record_scopes_valid(const unsigned char *s, size_t n);
+/* Whether a key with record r may act in scope [name, name + len): a key with full access
+ * (no scopes) may do anything. */
+int record_has_scope(const ak_record *r, const char *name, size_t len);
 
 /* ---- entries: a record with its alias ------------------------------------------------------ */
 
@@ -156,11 +188,14 @@ typedef struct {
     size_t n, cap;
 } ak_entries;
 
-/* Appends a copy of alias and *rec. 0, or -1 (and e) when out of memory. */
+/* Appends a copy of alias and *rec, with a copy of its scopes that the entry owns. 0, or -1
+ * (and e) when out of memory. */
 int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_record *rec,
                  ak_err *e);
 /* Removes entry i, keeping order. */
 void entries_remove(ak_entries *es, size_t i);
+/* Moves entry from to position to, the others keeping their order. */
+void entries_move(ak_entries *es, size_t from, size_t to);
 /* Frees every alias and the array; es is left empty and reusable. */
 void entries_clear(ak_entries *es);
 
@@ -372,7 +407,31 @@ int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
  * position in ks->entries. */
 int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
                     int64_t expires, char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
+/* create with scopes: [scopes, scopes + scopes_len) as ak_record's, or NULL for full access. */
+int keystore_create_scoped(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
+                           int64_t expires, const unsigned char *scopes, size_t scopes_len,
+                           char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
+/* Removes every key of the alias: its key, and the keys it replaced by rotate. */
 int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e);
+/* Revokes the alias that the key text belongs to (as keystore_revoke), whichever of its keys it
+ * is; alias_out gets the alias (AK_ALIAS_MAX bytes and a NUL). AK_EINVALID when the text is not
+ * a key, AK_ENOTFOUND when no entry has it. */
+int keystore_revoke_key(ak_keystore *ks, const char *key, size_t len,
+                        char alias_out[AK_ALIAS_MAX + 1], size_t *alias_len, ak_err *e);
+/*
+ * Gives the alias a new key, with the scopes of its key, and expires (AK_NO_EXPIRY: none) or,
+ * when keep_expiry, the expiry of its key (AK_EINVALID when that has passed). The key it had
+ * stays, marked rotated, until grace_end (now: refused at once), then is refused as expired;
+ * keys it replaced before whose grace has ended are dropped. The new entry takes the old one's
+ * place in the list, the old one right after it; *index is the new one's. AK_ENOTFOUND when the
+ * alias has no key that was not rotated.
+ */
+int keystore_rotate(ak_keystore *ks, const char *alias, size_t alias_len, int64_t now,
+                    int64_t grace_end, int keep_expiry, int64_t expires,
+                    char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
+/* Undoes a rotate whose new key nobody saw: removes the entry of that key, and the key of its
+ * alias that was rotated last is in use again. AK_ENOTFOUND when no entry has the key. */
+int keystore_unrotate(ak_keystore *ks, const char *key, size_t len, ak_err *e);
 /* O(1): hash lookup, constant-time compare of the whole hash. Upper-case key text is accepted.
  * *out is set for AK_VALID and AK_EXPIRED. */
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,

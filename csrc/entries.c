@@ -7,10 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The scopes an entry owns: its copy of what its record borrowed. */
+static void free_scopes(ak_entry *en)
+{
+    free((void *)en->rec.scopes);
+    en->rec.scopes = NULL;
+    en->rec.scopes_len = 0;
+}
+
 int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_record *rec,
                  ak_err *e)
 {
     char *copy;
+    unsigned char *scopes = NULL;
     if (es->n == es->cap) {
         size_t cap = es->cap ? es->cap * 2 : 16;
         ak_entry *v = realloc(es->v, cap * sizeof *v);
@@ -22,26 +31,48 @@ int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_r
     copy = malloc(alias_len + 1);
     if (copy == NULL)
         return ak_fail(e, AK_ENOMEM, "out of memory");
+    if (rec->scopes != NULL) {
+        scopes = malloc(rec->scopes_len);
+        if (scopes == NULL) {
+            free(copy);
+            return ak_fail(e, AK_ENOMEM, "out of memory");
+        }
+        memcpy(scopes, rec->scopes, rec->scopes_len);
+    }
     memcpy(copy, alias, alias_len);
     copy[alias_len] = '\0';
     es->v[es->n].alias = copy;
     es->v[es->n].alias_len = alias_len;
     es->v[es->n].rec = *rec;
+    es->v[es->n].rec.scopes = scopes;
     es->n++;
     return 0;
+}
+
+void entries_move(ak_entries *es, size_t from, size_t to)
+{
+    ak_entry en = es->v[from];
+    if (from < to)
+        memmove(&es->v[from], &es->v[from + 1], (to - from) * sizeof *es->v);
+    else if (from > to)
+        memmove(&es->v[to + 1], &es->v[to], (from - to) * sizeof *es->v);
+    es->v[to] = en;
 }
 
 void entries_remove(ak_entries *es, size_t i)
 {
     free(es->v[i].alias);
+    free_scopes(&es->v[i]);
     memmove(&es->v[i], &es->v[i + 1], (es->n - i - 1) * sizeof *es->v);
     es->n--;
 }
 
 void entries_clear(ak_entries *es)
 {
-    for (size_t i = 0; i < es->n; i++)
+    for (size_t i = 0; i < es->n; i++) {
         free(es->v[i].alias);
+        free_scopes(&es->v[i]);
+    }
     free(es->v);
     es->v = NULL;
     es->n = es->cap = 0;

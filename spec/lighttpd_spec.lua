@@ -133,6 +133,23 @@ function Server:get(path, authorization)
     return status, headers, body
 end
 
+-- A request of another method than GET (curl -X), with a body for POST and PUT: status,
+-- headers.
+function Server:request(method, path, authorization)
+    local how = method == "HEAD" and "-I" or "-i -X " .. quote(method)
+    local cmd = ("curl -sS %s --max-time 5 %s %s %s"):format(how,
+        (method == "POST" or method == "PUT") and "--data x=1" or "",
+        authorization and "-H " .. quote("Authorization: " .. authorization) or "",
+        quote(("http://127.0.0.1:%d%s"):format(self.port, path)))
+    local raw = capture(cmd .. " 2>&1")
+    local head = raw:match("^(.-)\r\n\r\n") or raw
+    local headers = {}
+    for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
+        headers[name:lower()] = value
+    end
+    return tonumber(head:match("^HTTP/%S+ (%d+)")), headers
+end
+
 function Server:status_of(path, authorization)
     return (self:get(path, authorization))
 end
@@ -286,6 +303,39 @@ describe("examples/lighttpd", function()
             log = h.read_file(dir .. "/access.log") or ""
             return log:find('401 - malformed "GET', 1, true)
         end)), log)
+    end)
+
+    it("lets a read key GET (200) and answers 403 with insufficient_scope to its POST", function()
+        local reader = create("reader", { "--scope", "read" })
+        assert.is_true((within(3, function()
+            return server:status_of("/env.cgi", "Bearer " .. reader) == 200
+        end)), "the read key was refused on GET")
+        assert.equal(200, (server:request("HEAD", "/hello.txt", "Bearer " .. reader)))
+        local status, headers = server:request("POST", "/env.cgi", "Bearer " .. reader)
+        assert.equal(403, status)
+        assert.equal('Bearer realm="apikey", error="insufficient_scope", scope="write"',
+            headers["www-authenticate"])
+        assert.equal(403, (server:request("DELETE", "/hello.txt", "Bearer " .. reader)))
+        local log
+        assert.is_true((within(5, function()
+            log = h.read_file(dir .. "/access.log") or ""
+            return log:find('403 reader insufficient_scope "POST /env.cgi', 1, true)
+        end)), log)
+    end)
+
+    it("lets a write key POST but not GET, and a key with full access do both", function()
+        local writer = create("writer", { "--scope", "write" })
+        assert.is_true((within(3, function()
+            return server:request("POST", "/env.cgi", "Bearer " .. writer) == 200
+        end)), "the write key was refused on POST")
+        local status, headers = server:get("/hello.txt", "Bearer " .. writer)
+        assert.equal(403, status)
+        assert.equal('Bearer realm="apikey", error="insufficient_scope", scope="read"',
+            headers["www-authenticate"])
+        assert.equal(200, (server:request("POST", "/env.cgi", "Bearer " .. key)))
+        assert.equal(200, server:status_of("/hello.txt", "Bearer " .. key))
+        -- a refused key is still a 401 on POST, not a 403
+        assert.equal(401, (server:request("POST", "/env.cgi", "Bearer " .. UNKNOWN_KEY)))
     end)
 
     it("logs the alias and why a request was refused, and never a key", function()

@@ -21,7 +21,12 @@ end
 -- opts.keystore (required): the keystore file; opts.password: its password (default none);
 -- opts.realm: shown in WWW-Authenticate (default "apikey"); opts.interval: seconds between
 -- checks for a changed keystore (default 1); opts.forward_key: pass the Authorization header
--- on to the backend (default false: the key goes no further than this check).
+-- on to the backend (default false: the key goes no further than this check); opts.scopes: the
+-- scope a request needs, by its method, with ["*"] for the other methods (default
+-- guard.DEFAULT_SCOPES: GET, HEAD and OPTIONS need read, the others write; false: none; a key
+-- with full access passes all).
+guard.DEFAULT_SCOPES = { GET = "read", HEAD = "read", OPTIONS = "read", ["*"] = "write" }
+
 function guard.setup(opts)
     assert(type(opts) == "table", "apikey_guard.setup: a table of settings expected")
     assert(type(opts.keystore) == "string" and opts.keystore ~= "",
@@ -29,7 +34,29 @@ function guard.setup(opts)
     local realm = opts.realm or "apikey"
     assert(type(realm) == "string" and not realm:find('["\\%c]'),
         "apikey_guard.setup: realm must be a string without quotes, backslashes or controls")
+    local scopes = opts.scopes
+    if scopes == nil then
+        scopes = guard.DEFAULT_SCOPES
+    end
+    assert(scopes == false or type(scopes) == "table",
+        "apikey_guard.setup: scopes must be a table of method = scope, or false")
+    local need, forbidden, forbidden_body = {}, {}, {}
+    for method, scope in pairs(scopes or {}) do
+        assert(type(method) == "string" and type(scope) == "string"
+            and scope:find("^[%w:._-]+$"),
+            "apikey_guard.setup: scopes maps a method to a scope name (letters, digits, ':._-')")
+        need[method] = scope
+        -- RFC 6750 section 3.1: the scope the request needs
+        forbidden[scope] = ('Bearer realm="%s", error="insufficient_scope", scope="%s"')
+            :format(realm, scope)
+        forbidden_body[scope] = ("403 Forbidden: this API key does not have the scope %s\n")
+            :format(scope)
+    end
     settings = {
+        scoped = next(need) ~= nil,
+        need = need,
+        forbidden = forbidden,
+        forbidden_body = forbidden_body,
         path = opts.keystore,
         password = opts.password,
         interval = opts.interval or 1,
@@ -79,7 +106,9 @@ end
 --- Checks the request's Authorization header. A valid key: REMOTE_USER (the key's alias) and
 -- AUTH_TYPE ("Bearer") go into the request environment, where the backend (CGI, FastCGI,
 -- SCGI) and the access log (%u) see them, and the header is dropped unless forward_key is
--- set; returns 0, and lighttpd goes on. Otherwise sets WWW-Authenticate and APIKEY_ERROR (the
+-- set; returns 0, and lighttpd goes on. A valid key without the scope the request's method
+-- needs: 403 with WWW-Authenticate (error="insufficient_scope" and the scope), REMOTE_USER set
+-- and APIKEY_ERROR insufficient_scope. Otherwise sets WWW-Authenticate and APIKEY_ERROR (the
 -- reason, for the access log: missing, unknown, expired or malformed) and returns 401; while
 -- the keystore cannot be used (not loaded yet, or unreadable for too long), returns 500.
 function guard.check(r)
@@ -87,7 +116,22 @@ function guard.check(r)
     if not v then
         return 500
     end
-    local entry, why = v:authenticate(r.req_header["Authorization"])
+    local scope
+    if settings.scoped then
+        local need = settings.need
+        scope = need[r.req_attr["request.method"]] or need["*"]
+    end
+    local entry, why, holder = v:authenticate(r.req_header["Authorization"], scope)
+    if why == "insufficient_scope" then
+        r.req_env["REMOTE_USER"] = holder.alias
+        r.req_env["APIKEY_ERROR"] = why
+        r.resp_header["WWW-Authenticate"] = settings.forbidden[scope]
+        -- A body of its own: for an error without one, lighttpd makes its error page and drops
+        -- every response header but a 401's WWW-Authenticate.
+        r.resp_header["Content-Type"] = "text/plain"
+        r.resp_body:set(settings.forbidden_body[scope])
+        return 403
+    end
     if entry then
         local env = r.req_env
         env["REMOTE_USER"] = entry.alias

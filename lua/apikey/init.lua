@@ -124,11 +124,13 @@ local function parse_duration(text)
     return nil
 end
 
--- The expiry time asked for in create's options, false for none, or nil and a message.
-local function expiry(opts, now)
+-- The expiry time asked for in the options of create (or of fname), false for none, or nil
+-- and a message.
+local function expiry(opts, now, fname)
+    fname = fname or "create"
     local expires, expires_in = opts.expires, opts.expires_in
     if expires ~= nil and expires_in ~= nil then
-        argerror("create", 2, "give expires or expires_in, not both")
+        argerror(fname, 2, "give expires or expires_in, not both")
     end
     local t, shown
     if type(expires) == "string" then
@@ -142,7 +144,7 @@ local function expiry(opts, now)
         t = expires
         shown = t >= 0 and t <= TIME_MAX and core.format_local(t) or tostring(t)
     elseif expires ~= nil then
-        argerror("create", 2, "expires must be a date string or an integer Unix time, got "
+        argerror(fname, 2, "expires must be a date string or an integer Unix time, got "
             .. (math.type(expires) or type(expires)))
     elseif type(expires_in) == "string" then
         local seconds = parse_duration(expires_in)
@@ -157,7 +159,7 @@ local function expiry(opts, now)
         end
         return t
     elseif expires_in ~= nil then
-        argerror("create", 2, "expires_in must be a string such as '90d', got " .. type(expires_in))
+        argerror(fname, 2, "expires_in must be a string such as '90d', got " .. type(expires_in))
     else
         return false
     end
@@ -185,7 +187,64 @@ end
 apikey._check_options = check_options -- for apikey.verifier
 
 local OPEN_OPTIONS = { path = true, password = true, iterations = true, lock_timeout = true }
-local CREATE_OPTIONS = { expires = true, expires_in = true }
+local CREATE_OPTIONS = { expires = true, expires_in = true, scopes = true }
+local ROTATE_OPTIONS = { expires = true, expires_in = true, grace = true }
+
+--- Checks a list of scopes: a new list without repeats, in the order given; or nil and a
+-- message. A scope is a name of letters, digits and ":._-", at most SCOPE_MAX bytes; a key has
+-- at most SCOPES_MAX.
+local SCOPE_MAX, SCOPES_MAX = core.SCOPE_MAX, core.SCOPES_MAX
+local function check_scopes(fname, scopes)
+    if type(scopes) ~= "table" then
+        argerror(fname, 2, "scopes must be a list of strings, got " .. type(scopes))
+    end
+    local out, seen = {}, {}
+    for i, scope in ipairs(scopes) do
+        if type(scope) ~= "string" then
+            argerror(fname, 2, ("scopes[%d] must be a string, got %s"):format(i, type(scope)))
+        end
+        if not scope:find("^[%w:._-]+$") or scope:find("[\128-\255]") then
+            return nil, ("invalid scope '%s': use letters, digits and ':._-', e.g. read or "
+                .. "metrics:read"):format(printable(scope))
+        end
+        if #scope > SCOPE_MAX then
+            return nil, ("the scope '%s' is %d bytes long; the limit is %d")
+                :format(printable(scope), #scope, SCOPE_MAX)
+        end
+        if not seen[scope] then
+            seen[scope] = true
+            out[#out + 1] = scope
+        end
+    end
+    if #out == 0 then
+        return nil, "no scope given; give at least one, e.g. read"
+    end
+    if #out > SCOPES_MAX then
+        return nil, ("%d scopes given; a key has at most %d"):format(#out, SCOPES_MAX)
+    end
+    return out
+end
+
+--- Whether a key's entry (from verify, authenticate or list) may act in scope: true for a key
+-- with full access (entry.scopes nil), else whether scope is one of entry.scopes.
+function apikey.authorize(entry, scope)
+    if type(entry) ~= "table" then
+        argerror("authorize", 1, "entry must be a table, got " .. type(entry))
+    end
+    if type(scope) ~= "string" then
+        argerror("authorize", 2, "scope must be a string, got " .. type(scope))
+    end
+    local scopes = entry.scopes
+    if scopes == nil then
+        return true
+    end
+    for i = 1, #scopes do
+        if scopes[i] == scope then
+            return true
+        end
+    end
+    return false
+end
 
 --- Opens a keystore: the apikey.Keystore userdata of the core, whose methods are the core's
 -- with `create` added below. A missing file is an empty keystore; nothing is written until the
@@ -222,9 +281,9 @@ local Keystore = core.Keystore -- the methods of every keystore, C's and these
 local create = core.create
 
 --- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm:ss" (local time, or with Z or
--- +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d". Returns the
--- key (the only time it is available) and its entry; ks:warning() then says whether the
--- change could not be confirmed on disk.
+-- +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d"; opts.scopes: a
+-- list of scope names (default: full access). Returns the key (the only time it is available)
+-- and its entry; ks:warning() then says whether the change could not be confirmed on disk.
 function Keystore:create(alias, opts)
     if type(alias) ~= "string" then
         argerror("create", 1, "alias must be a string, got " .. type(alias))
@@ -237,12 +296,56 @@ function Keystore:create(alias, opts)
         return nil, why, "invalid"
     end
     local now = os.time()
-    local expires
+    local expires, scopes
     expires, why = expiry(opts or {}, now)
     if expires == nil then
         return nil, why, "invalid"
     end
-    return create(self, alias, now, expires or nil)
+    if opts and opts.scopes ~= nil then
+        scopes, why = check_scopes("create", opts.scopes)
+        if not scopes then
+            return nil, why, "invalid"
+        end
+    end
+    return create(self, alias, now, expires or nil, scopes)
+end
+
+--- Gives alias a new key, with the scopes of the one it has. opts.grace: how long the key it
+-- had keeps working, a duration such as "1h" or a number of seconds (default: none, it stops
+-- at once), then it is refused as expired; opts.expires or opts.expires_in as for create
+-- (default: the expiry of the key it had). Returns the new key and its entry, as create, and
+-- the entry of the key it had (its `rotated` is the end of its grace).
+function Keystore:rotate(alias, opts)
+    if type(alias) ~= "string" then
+        argerror("rotate", 1, "alias must be a string, got " .. type(alias))
+    end
+    opts = opts or {}
+    check_options("rotate", 2, opts, ROTATE_OPTIONS)
+    local now = os.time()
+    local grace = opts.grace or 0
+    if type(grace) == "string" then
+        local seconds = parse_duration(grace)
+        if not seconds then
+            return nil, ("invalid grace period '%s': use a whole number above 0 followed by s, "
+                .. "m, h, d or w, e.g. 1h"):format(printable(grace)), "invalid"
+        end
+        grace = seconds
+    elseif not is_integer(grace) or grace < 0 then
+        argerror("rotate", 2, "grace must be a duration such as '1h' or a number of seconds")
+    end
+    if now + grace > TIME_MAX then
+        return nil, "the grace period ends after the year 9999; give a shorter one", "invalid"
+    end
+    local keep = opts.expires == nil and opts.expires_in == nil
+    local expires, why = expiry(opts, now, "rotate")
+    if expires == nil then
+        return nil, why, "invalid"
+    end
+    return core.rotate(self, alias, now, now + grace, keep, expires or nil)
+end
+
+Keystore.authorize = function(_, entry, scope)
+    return apikey.authorize(entry, scope)
 end
 
 return apikey

@@ -148,6 +148,14 @@ Verifier.verify = core.verifier_verify
 -- any case): like verify, with nil and "missing" when the value is nil or not of that form.
 Verifier.authenticate = core.verifier_authenticate
 
+--- v:authenticate(header, scope): also checks that the key may act in scope (a string such
+-- as "read"): a valid key without it gives nil, "insufficient_scope" and its entry.
+
+--- v:authorize(entry, scope): whether the entry's key may act in scope (apikey.authorize).
+function Verifier.authorize(_, entry, scope)
+    return require("apikey").authorize(entry, scope)
+end
+
 --- The state: path, state ("ok"; "stale" while reloads fail and the keys loaded before are in
 -- use; "refusing" once they have failed for max_stale seconds), keys (how many are loaded),
 -- loaded_at, checked_at, reloads, and error, error_code, failed_at and failing_since while
