@@ -7,7 +7,7 @@
 /* SHA256_Init/Update/Final: deprecated in OpenSSL 3 in favour of EVP, and kept here on
  * purpose. A check hashes 36 bytes on every request; EVP_DigestInit_ex2 on OpenSSL 3.0 frees
  * and allocates its provider context on every call, and costs more than the hash itself
- * (bench/README: 76 ns a digest through a reused EVP context, 50 ns through these, on one
+ * (bench/README: 74 ns a digest through a reused EVP context, 50 ns through these, on one
  * machine). They run the same assembly. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "apikey.h"
