@@ -1,17 +1,18 @@
 /*
- * binding.c: the Lua 5.4 binding, module `apikey.core`. Mechanism only: conversion between C
- * and Lua values, the Keystore userdata and its methods, and the core's limits as constants
- * (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options, formatting) lives in
- * lua/apikey/init.lua, which adds `create` to the same methods table (core.Keystore), so that
- * apikey.open returns this userdata itself.
+ * binding.c: the Lua binding, module `apikey.core`, one source for Lua 5.4, 5.3 and 5.1
+ * (LuaJIT 2.1), written in 5.4's API with luacompat.h for the others. Mechanism only:
+ * conversion between C and Lua values, the Keystore userdata and its methods, and the core's
+ * limits as constants (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options,
+ * formatting) lives in lua/apikey/init.lua, which adds `create` to the same methods table
+ * (core.Keystore), so that apikey.open returns this userdata itself.
  *
  * Misuse (a wrong argument type, a closed keystore) raises; a failure the caller must handle
  * returns fail, message, code.
  */
 #include "apikey.h"
 
-#include <lauxlib.h>
-#include <lua.h>
+#include "luacompat.h"
+
 #include <openssl/crypto.h>
 #include <string.h>
 #include <strings.h>

@@ -2,6 +2,7 @@
 --
 --   luarocks --lua-version 5.4 make rockspec/apikey-scm-1.rockspec      (from the repository)
 --
+-- The module builds for Lua 5.1 (LuaJIT), 5.3 and 5.4; the apikey command runs on 5.4.
 -- argparse and dkjson may come from Debian (lua-argparse, lua-dkjson): see README.
 rockspec_format = "3.0"
 package = "apikey"
@@ -19,7 +20,7 @@ description = {
    ]],
 }
 dependencies = {
-   "lua >= 5.4",
+   "lua >= 5.1",
    "argparse",
    "dkjson",
 }
