@@ -91,20 +91,21 @@ local Server = {}
 Server.__index = Server
 
 -- Starts a server: configure(port) writes its config and returns the command line that runs
--- it in the foreground; ready(server) tells when it serves (default: any HTTP answer on its
--- port). Returns the server, { pid, port, site }.
-function webserver.start(site, configure, ready)
+-- it in the foreground, its standard output going to run/server.out and its errors to
+-- run/server.err. error_log: the file of run/ that its error log goes to (default: all it
+-- writes). Returns the server, { pid, port, site }, once it answers HTTP on its port.
+function webserver.start(site, configure, error_log)
     local last
     for _ = 1, 8 do
         local port = math.random(20000, 60999)
         local cmd = configure(port)
-        local out = site.run .. "/server.out"
-        local pid = h.output(("%s %s >%s 2>&1 </dev/null & echo $!"):format(as_server_user(), cmd,
-            quote(out)))
+        local pid = h.output(("%s %s >%s 2>%s </dev/null & echo $!"):format(as_server_user(), cmd,
+            quote(site.run .. "/server.out"), quote(site.run .. "/server.err")))
         assert(pid:match("^%d+$"), "could not start the server: " .. pid)
-        local self = setmetatable({ pid = pid, port = port, site = site }, Server)
+        local self = setmetatable({ pid = pid, port = port, site = site, error_log = error_log },
+            Server)
         local up = within(10, function()
-            return not alive(pid) or (ready or Server.answers)(self)
+            return not alive(pid) or self:answers()
         end)
         if up and alive(pid) then
             return self
@@ -124,8 +125,16 @@ end
 
 -- Everything the server wrote: its output and every file in run/ that is a log.
 function Server:logs()
-    return h.capture(("cat %s/*.log %s/server.out 2>/dev/null"):format(quote(self.site.run),
-        quote(self.site.run)))
+    return h.capture(("cd %s && cat *.log server.out server.err 2>/dev/null")
+        :format(quote(self.site.run)))
+end
+
+-- What its error log holds.
+function Server:errors()
+    if self.error_log then
+        return h.read_file(self.site.run .. "/" .. self.error_log) or ""
+    end
+    return self:logs()
 end
 
 -- The server's process and its children (the workers), sorted.
@@ -291,8 +300,8 @@ function webserver.behaves(example, start, echo)
             end
             h.sleep(1.1) -- past the guard's next try: the same failure is not logged again
             assert.equal(500, server:status_of(echo))
-            local _, n = server:logs():gsub("cannot load the keystore", "")
-            assert.equal(1, n, server:logs())
+            local _, n = server:errors():gsub("cannot load the keystore", "")
+            assert.equal(1, n, server:errors())
 
             os.remove(site.keystore)
             local key = webserver.create(site, "ci-bot")
