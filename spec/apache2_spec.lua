@@ -59,8 +59,12 @@ local function start(site)
             snippet,
             "LuaMapHandler ^/echo$ " .. conf .. "/echo.lua handle",
         }, "\n"))
+        -- mod_lua takes LUA_PATH and LUA_CPATH from the environment, before its own paths:
+        -- the specs' point to the Lua 5.4 modules
         return ("%s %s -DFOREGROUND -f %s"):format(h.env_words {
             APIKEY_KEYSTORE = site.keystore,
+            LUA_PATH = false,
+            LUA_CPATH = false,
         }, h.quote(APACHE), h.quote(conf .. "/httpd.conf"))
     end, "error.log")
 end
