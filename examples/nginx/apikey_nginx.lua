@@ -32,6 +32,7 @@ function M.access()
         ngx.log(ngx.ERR, "apikey: init_worker was not called (see apikey-http.conf)")
         return ngx.exit(500)
     end
+    -- nginx itself answers 400 to a request with several Authorization headers
     local alias, status, challenge, why = guard:check(ngx.var.http_authorization)
     if alias then
         ngx.var.apikey_alias = alias

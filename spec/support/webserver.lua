@@ -90,6 +90,7 @@ end
 
 local Server = {}
 Server.__index = Server
+webserver.Server = Server -- for a spec that starts its server its own way
 
 -- Starts a server: configure(port) writes its config and returns the command line that runs
 -- it in the foreground, its standard output going to run/server.out and its errors to
@@ -153,11 +154,15 @@ function Server:stop()
     end
 end
 
--- GET path with an Authorization header (none when nil): status, headers (lower-case names),
--- body.
+-- GET path with an Authorization header (none when nil; one header each for a list): status,
+-- headers (lower-case names), body.
 function Server:get(path, authorization)
-    local cmd = ("curl -sS -i --max-time 5 %s %s"):format(
-        authorization and "-H " .. quote("Authorization: " .. authorization) or "",
+    local values = type(authorization) == "table" and authorization or { authorization }
+    local options = {}
+    for i, value in ipairs(values) do
+        options[i] = "-H " .. quote("Authorization: " .. value)
+    end
+    local cmd = ("curl -sS -i --max-time 5 %s %s"):format(table.concat(options, " "),
         quote(("http://127.0.0.1:%d%s"):format(self.port, path)))
     local raw = h.capture(cmd .. " 2>&1")
     local head, body = raw:match("^(.-)\r\n\r\n(.*)$")
@@ -234,6 +239,14 @@ function webserver.behaves(example, start, echo)
                 assert.equal('Bearer realm="apikey", error="invalid_token"',
                     headers["www-authenticate"])
                 assert.falsy(body:find(token, 1, true), "the 401 shows the key")
+            end
+        end)
+
+        it("refuses several Authorization headers, even with a valid key", function()
+            -- 401, or 400 from a server that refuses such a request before any check (nginx)
+            for _, values in ipairs { { key, key }, { key, "x" } } do
+                local status = server:status_of(echo, { "Bearer " .. values[1], "Bearer " .. values[2] })
+                assert.truthy(status == 401 or status == 400, status)
             end
         end)
 
