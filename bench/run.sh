@@ -10,7 +10,7 @@
 # Needs: a C compiler, OpenSSL 3, libuuid and Lua 5.4 headers (as for the build), lua5.4 with
 # lua-argparse and lua-dkjson (as for the CLI), a JDK 17 (javac, java), hyperfine, GNU time
 # (/usr/bin/time), lighttpd with mod_magnet, and wrk. On Debian 12:
-#   apt-get install build-essential pkg-config libssl-dev uuid-dev liblua5.4-dev lua5.4 \
+#   apt-get install build-essential pkg-config libssl-dev uuid-dev libacl1-dev libattr1-dev liblua5.4-dev lua5.4 \
 #       lua-argparse lua-dkjson openjdk-17-jdk-headless hyperfine time lighttpd \
 #       lighttpd-modules-lua wrk curl cmake
 # Environment: BENCH_SECS (CPU seconds per verify measurement, default 2), BENCH_HTTP_SECS
@@ -45,8 +45,8 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 # C files (all but the Lua binding) directly, with the same flags.
 cc=${CC:-cc}
 read -r -a cflags <<<"${CFLAGS:--O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra}"
-read -r -a deps_cflags <<<"$(pkg-config --cflags libcrypto uuid)"
-read -r -a deps_libs <<<"$(pkg-config --libs libcrypto uuid)"
+read -r -a deps_cflags <<<"$(pkg-config --cflags libcrypto uuid libacl libattr)"
+read -r -a deps_libs <<<"$(pkg-config --libs libcrypto uuid libacl libattr)"
 core_src=()
 for f in "$root"/csrc/*.c; do
     [ "$(basename "$f")" = binding.c ] || core_src+=("$f")
@@ -181,8 +181,12 @@ cli() {
     # apikey modules with the core and OpenSSL, then the work.
     hyperfine --style basic --warmup 3 --runs 30 --export-json "$work/cli-startup.json" \
         -n "lua5.4 -e ''" "lua5.4 -e ''" \
-        -n "+ require argparse, dkjson" "lua5.4 -e 'require \"argparse\"; require \"dkjson\"'" \
-        -n "+ require apikey.cli (core, OpenSSL)" "lua5.4 -e 'require \"apikey.cli\"'" \
+        -n "+ require argparse" "lua5.4 -e 'require \"argparse\"'" \
+        -n "+ require apikey.core (OpenSSL)" \
+        "lua5.4 -e 'require \"argparse\"; require \"apikey.core\"'" \
+        -n "+ require apikey.cli" "lua5.4 -e 'require \"apikey.cli\"'" \
+        -n "+ open the keystore (10 keys)" \
+        "lua5.4 -e 'require \"apikey.cli\"; require(\"apikey\").open { path = \"$work/ks-10.p12\" }'" \
         -n "apikey list (10 keys)" "$ak list --keystore $work/ks-10.p12" >&2
     cp "$work/cli-startup.json" "$results/"
     sed -i "s|$work/||g" "$results"/cli-*.json

@@ -2,9 +2,16 @@
  * apikey.h: the internal interfaces between the files of the C core.
  * Nothing declared here is exported from the module; only luaopen_apikey_core is.
  *
- * Layers, one direction of calls:
- *   binding.c -> keystore.c -> p12.c, storage.c -> safebags.c, kdfbudget.c -> alias.c,
- *   record.c -> timeutil.c, der.c -> OpenSSL, libuuid, OS
+ * Layers: a file calls only the files on the lines below its own (docs/ARCHITECTURE.md draws
+ * them with the path of a check and of a create):
+ *   binding.c                          the Lua binding, module apikey.core
+ *   keystore.c                         the model: entries, hash index, create/revoke/verify
+ *   p12.c              storage.c       the PKCS#12 file through OpenSSL; the file on disk
+ *   safebags.c         kdfbudget.c     the bag list by hand; the key-derivation budget
+ *   record.c  alias.c  entries.c       one record; alias text; the entry list
+ *   timeutil.c  der.c  error.c         dates; DER primitives; the error value
+ * and below them all, the libraries (OpenSSL, libacl, libattr) and the OS. Every file may call
+ * error.c; binding.c also calls timeutil.c, for the dates of the Lua API.
  */
 #ifndef APIKEY_H
 #define APIKEY_H
@@ -196,17 +203,39 @@ int safebags_write(const ak_entries *in, const ak_bytes *kept, ak_bytes *b,
 /* ---- the key derivation budget (kdfbudget.c) --------------------------------------------------
  */
 
-/* Iterations one load may run in all (a few seconds): our own content at the most core.open
- * allows (AK_ITER_MAX), and as much again for another tool's. */
+/* Iterations one load may run in all, the MAC's included (a few seconds): a file apikey wrote at
+ * the most core.open allows, AK_ITER_MAX for its MAC and as many for its content. */
 #define AK_KDF_BUDGET (2 * AK_ITER_MAX)
 
-struct X509_algor_st; /* OpenSSL's X509_ALGOR */
+struct X509_algor_st;  /* OpenSSL's X509_ALGOR */
+struct PKCS12_st;      /* OpenSSL's PKCS12 */
+struct stack_st_PKCS7; /* OpenSSL's STACK_OF(PKCS7) */
 
-/* Charges one key derivation of the password-based encryption alg to *budget, before it runs.
- * 0: run it; 1: do not run it, its KDF is not PBKDF2 (scrypt's cost is set by the file too);
- * -1: do not run it, its parameters do not parse; -2: it asks for fewer than 1 iteration or
- * for more than *budget has left. */
-int kdf_charge(long *budget, const struct X509_algor_st *alg);
+/* The MAC's key derivation, as kdf_plan read it. */
+typedef struct {
+    long iter;  /* its iteration count: MacData's, or PBMAC1's PBKDF2 (MacData's is then unused) */
+    int pbmac1; /* a PBMAC1 MAC (RFC 9579), whose PBKDF2 derives the same key from "" and NULL */
+} kdf_mac;
+
+/*
+ * Before any key derivation runs: reads the one of the MAC (classic PKCS#12, or PBMAC1 with
+ * PBKDF2) and those of the encrypted contents in cis that a load would open (kdf_opens), and
+ * charges each once, for the first password form tried, to *budget. 0 with *mac; -1 with e
+ * (AK_ECORRUPT) for a MAC whose parameters do not parse (a PBMAC1 key length outside 1 to
+ * EVP_MAX_MD_SIZE included), a MAC asking for an iteration count outside 1 to AK_ITER_MAX, a
+ * content asking for fewer than 1, or a sum over *budget; the message names the counts and the
+ * limit.
+ */
+int kdf_plan(long *budget, const struct PKCS12_st *p12, const struct stack_st_PKCS7 *cis,
+             kdf_mac *mac, ak_err *e);
+/* Whether a load opens a content encrypted with alg (and kdf_plan charged it): PBES2 with
+ * PBKDF2 and the PKCS#5 v1 and PKCS#12 schemes; not another KDF (scrypt's cost is set by the file
+ * too), nor parameters that do not parse: such a content is kept unopened. */
+int kdf_opens(const struct X509_algor_st *alg);
+/* Before content ci (from 1) is tried again with the other form of the empty password: 1 when
+ * that is pointless (both forms derive the same key: all but the PKCS#12 KDF) or not opened;
+ * 0 when charged to *budget: run it; -1 with e (AK_ECORRUPT) when more than *budget has left. */
+int kdf_charge_retry(long *budget, const struct X509_algor_st *alg, int ci, ak_err *e);
 
 /* ---- the PKCS#12 file (p12.c) ---------------------------------------------------------------- */
 
@@ -221,9 +250,10 @@ void foreign_free(ak_foreign *f);
  * alias from the friendlyName; every other bag and ContentInfo goes to *foreign.
  * Returns 0, or -1 with e: AK_EBADPASSWORD when the MAC does not verify; AK_ECORRUPT for
  * anything unparseable (not PKCS#12, truncated, a record of ours that does not decode, a bag of
- * ours without a friendlyName) and for a file that asks for more key derivation than
- * AK_ITER_MAX for its MAC or AK_KDF_BUDGET in all (the file is what is wrong, not a setting);
- * AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. The message says what is wrong
+ * ours without a friendlyName), for a file that asks for more key derivation than AK_ITER_MAX
+ * for its MAC or AK_KDF_BUDGET in all, refused before any derivation runs (kdf_plan; the file
+ * is what is wrong, not a setting), and for a PBMAC1 MAC this OpenSSL (before 3.4) cannot
+ * check; AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. The message says what is wrong
  * without naming the file (p12_load sees bytes): the caller puts "cannot read PATH: " before it,
  * as storage.c words its failures. On failure out and *foreign are left empty/NULL.
  */

@@ -187,19 +187,29 @@ static int keystore_revoke_l(lua_State *L)
     return 1;
 }
 
+/* Reloads the keystore at index 1 when its file changed, dropping the cached entry tables
+ * then; *changed says whether it did. 0, or -1 with e (the keys loaded before stay). */
+static int reload(lua_State *L, keystore_ud *u, int *changed, ak_err *e)
+{
+    *changed = 0;
+    if (keystore_refresh(&u->ks, changed, e) != 0)
+        return -1;
+    if (*changed)
+        cache_reset(L, 1);
+    return 0;
+}
+
 /* ks:list() -> { entry, ... } in creation order, after picking up any change to the file;
  * fresh tables the caller may change */
 static int keystore_list_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L, "list");
     int64_t now = (int64_t)time(NULL);
-    int changed = 0;
+    int changed;
     ak_err e;
 
-    if (keystore_refresh(&u->ks, &changed, &e) != 0)
+    if (reload(L, u, &changed, &e) != 0)
         return push_failure(L, &e);
-    if (changed)
-        cache_reset(L, 1);
     lua_createtable(L, (int)u->ks.entries.n, 0);
     for (size_t i = 0; i < u->ks.entries.n; i++) {
         push_entry(L, &u->ks.entries.v[i], now);
@@ -370,13 +380,11 @@ static int verifier_authenticate(lua_State *L)
 static int keystore_refresh_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L, "refresh");
-    int changed = 0;
+    int changed;
     ak_err e;
 
-    if (keystore_refresh(&u->ks, &changed, &e) != 0)
+    if (reload(L, u, &changed, &e) != 0)
         return push_failure(L, &e);
-    if (changed)
-        cache_reset(L, 1);
     lua_pushboolean(L, changed);
     return 1;
 }

@@ -13,6 +13,7 @@
 #include "apikey.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -233,19 +234,48 @@ static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
     return snapshot_adopt(ks, s, e);
 }
 
+/*
+ * A new key: 16 bytes from OpenSSL's generator with the version (4) and variant (10) bits set,
+ * as lower-case UUID text (122 random bits). A failure of the generator is a failure of the
+ * create: no key is made from a weaker source.
+ */
+static int new_key(char key_out[AK_KEY_LEN + 1], ak_err *e)
+{
+    uuid_t raw;
+    if (RAND_bytes(raw, (int)sizeof raw) != 1) {
+        size_t used;
+        OPENSSL_cleanse(raw, sizeof raw);
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot make a new key: the random generator failed");
+        used = strlen(e->msg);
+        snprintf(e->msg + used, sizeof e->msg - used,
+                 "; the system's random source may be blocked or not ready yet; nothing was "
+                 "written");
+        return -1;
+    }
+    raw[6] = (unsigned char)((raw[6] & 0x0f) | 0x40);
+    raw[8] = (unsigned char)((raw[8] & 0x3f) | 0x80);
+    uuid_unparse_lower(raw, key_out);
+    OPENSSL_cleanse(raw, sizeof raw);
+    return 0;
+}
+
 int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
                     int64_t expires, char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e)
 {
     ak_lock lk;
     snapshot s;
     ak_record rec;
-    uuid_t raw;
     int rc = -1;
 
     if (alias_len == 0 || alias_len > AK_ALIAS_MAX || memchr(alias, '\0', alias_len) != NULL)
         return ak_fail(e, AK_EINVALID, "an alias is 1 to %d bytes, without NUL", AK_ALIAS_MAX);
-    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+    /* The key first: a generator that fails leaves no trace, not even a lock file. */
+    if (new_key(key_out, e) != 0)
         return -1;
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0) {
+        OPENSSL_cleanse(key_out, AK_KEY_LEN + 1);
+        return -1;
+    }
     if (snapshot_read(ks, &s, e) != 0)
         goto out;
     if (find_alias(&s.entries, alias, alias_len) >= 0) {
@@ -256,9 +286,6 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
                 (int)alias_len, alias, ks->path);
         goto out;
     }
-    uuid_generate_random(raw);
-    uuid_unparse_lower(raw, key_out);
-    OPENSSL_cleanse(raw, sizeof raw);
     memset(&rec, 0, sizeof rec);
     memcpy(rec.hint, key_out + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
     rec.created = created;

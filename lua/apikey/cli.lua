@@ -126,79 +126,30 @@ local function list_json(entries)
     return json.encode(out, { keyorder = { "alias", "hint", "created", "expires", "expired" } })
 end
 
-local commands = {}
+-- The command's output. Every write is checked, and so are the final flushes: a listing or a
+-- key that could not be written is a failure, not an exit 0 with nothing shown.
+local Output = {}
+Output.__index = Output
 
-function commands.create(ks, args, ctx)
-    local key, entry, code = ks:create(args.alias, {
-        expires = args.expires_on,
-        expires_in = args.expires_in,
-    })
-    if not key then
-        return ctx.fail(entry, code)
-    end
-    local warning = ks:warning()
-    ctx.say(("API key created for alias '%s': %s (%s)")
-        :format(printable(entry.alias, true), key, expiry_text(entry)))
-    ctx.say("Please store this key securely, as it will not be shown again.")
-    local ok, err = ctx.flush()
+local function output(stdout, stderr, stdin, getenv)
+    return setmetatable({ stdout = stdout, stderr = stderr, stdin = stdin, getenv = getenv },
+        Output)
+end
+
+function Output:write(f, ...)
+    local ok, err = f:write(...)
     if not ok then
-        -- Nobody saw the key: it must not stay valid.
-        local revoked, msg = ks:revoke(entry.alias)
-        if revoked then
-            return ctx.report(("cannot write the new key to standard output (%s); the key of "
-                .. "alias '%s' was removed again: nothing was created"):format(err,
-                printable(entry.alias, true)))
-        end
-        return ctx.report(("cannot write the new key to standard output (%s), and removing it "
-            .. "again failed: %s; revoke alias '%s'"):format(err, msg, printable(entry.alias, true)))
+        self.failed = self.failed or err -- the first failed write: the run then fails
     end
-    ctx.warn(warning)
-    return 0
 end
 
-function commands.list(ks, args, ctx)
-    local entries, msg, code = ks:list()
-    if not entries then
-        return ctx.fail(msg, code)
-    end
-    if args.json then
-        ctx.say(list_json(entries))
-    elseif #entries == 0 then
-        ctx.say("No API keys found.")
-    else
-        for _, e in ipairs(entries) do
-            -- Another tool may have written any text as an alias: never raw to a terminal.
-            ctx.say(("%s %s (%s)"):format(printable(e.alias, true), e.masked, expiry_text(e)))
-        end
-    end
-    return 0
+-- A line on stdout; a line on stderr as it is.
+function Output:say(line)
+    self:write(self.stdout, line, "\n")
 end
 
-function commands.revoke(ks, args, ctx)
-    local ok, msg, code = ks:revoke(args.alias)
-    if ok then
-        ctx.say(("API key '%s' has been revoked."):format(args.alias))
-        ctx.warn(ks:warning())
-        return 0
-    elseif code == "notfound" then
-        ctx.complain(("No API key found with alias '%s'."):format(printable(args.alias)))
-        return 1
-    end
-    return ctx.fail(msg, code)
-end
-
-function commands.verify(ks, args, ctx)
-    local key = args.key
-    if key == nil or key == "-" then
-        key = (ctx.stdin:read("l") or ""):gsub("\r$", "")
-    end
-    local entry, why = ks:verify(key)
-    if entry then
-        ctx.say(printable(entry.alias, true))
-        return 0
-    end
-    ctx.complain(why)
-    return 1
+function Output:complain(line)
+    self:write(self.stderr, line, "\n")
 end
 
 local function use_color(stderr, getenv)
@@ -212,12 +163,155 @@ local function use_color(stderr, getenv)
     return os.execute("test -t 2") == true
 end
 
+-- One line on stderr, "apikey: MESSAGE", with the prefix red on a terminal; returns status
+-- (default 1).
+function Output:report(msg, status)
+    local prefix = "apikey:"
+    if use_color(self.stderr, self.getenv) then
+        prefix = "\27[1;31mapikey:\27[0m"
+    end
+    self:write(self.stderr, prefix, " ", msg, "\n")
+    return status or 1
+end
+
+-- A failed operation of the Lua API, told in the command's terms.
+function Output:fail(msg, code)
+    -- The core's advice names no option, as servers use it too; here a file is chosen with
+    -- --keystore.
+    msg = msg:gsub("choose another keystore file", "%0 with --keystore")
+        :gsub("choose a keystore on a writable file system", "%0 with --keystore")
+    if code == "badpassword" and not msg:find("--password-file", 1, true) then
+        msg = msg .. "; give the keystore's password with --password-file FILE or "
+            .. "APIKEY_KEYSTORE_PASSWORD"
+    end
+    return self:report(msg)
+end
+
+-- A change that was made but not confirmed on disk: done, and said on stderr.
+function Output:warn(warning)
+    if warning then
+        self:report("warning: " .. warning .. "; the change is made")
+    end
+end
+
+-- Pushes stdout out now: true, or nil and why it (or an earlier write) failed.
+function Output:flush()
+    local ok, err = self.stdout:flush()
+    if not ok or self.failed then
+        return nil, self.failed or err
+    end
+    return true
+end
+
+-- The exit status of a run that would end with status.
+function Output:finish(status)
+    for _, f in ipairs { self.stdout, self.stderr } do
+        local ok, err = f:flush()
+        if not ok then
+            self.failed = self.failed or err
+        end
+    end
+    if self.failed and status == 0 then
+        self:report("cannot write the output: " .. self.failed)
+        return 1
+    end
+    return status
+end
+
+local commands = {}
+
+function commands.create(ks, args, out)
+    local key, entry, code = ks:create(args.alias, {
+        expires = args.expires_on,
+        expires_in = args.expires_in,
+    })
+    if not key then
+        return out:fail(entry, code)
+    end
+    local warning = ks:warning()
+    out:say(("API key created for alias '%s': %s (%s)")
+        :format(printable(entry.alias, true), key, expiry_text(entry)))
+    out:say("Please store this key securely, as it will not be shown again.")
+    local ok, err = out:flush()
+    if not ok then
+        -- Nobody saw the key: it must not stay valid.
+        local revoked, msg = ks:revoke(entry.alias)
+        if revoked then
+            return out:report(("cannot write the new key to standard output (%s); the key of "
+                .. "alias '%s' was removed again: nothing was created"):format(err,
+                printable(entry.alias, true)))
+        end
+        return out:report(("cannot write the new key to standard output (%s), and removing it "
+            .. "again failed: %s; revoke alias '%s'"):format(err, msg, printable(entry.alias, true)))
+    end
+    out:warn(warning)
+    return 0
+end
+
+function commands.list(ks, args, out)
+    local entries, msg, code = ks:list()
+    if not entries then
+        return out:fail(msg, code)
+    end
+    if args.json then
+        out:say(list_json(entries))
+    elseif #entries == 0 then
+        out:say("No API keys found.")
+    else
+        for _, e in ipairs(entries) do
+            -- Another tool may have written any text as an alias: never raw to a terminal.
+            out:say(("%s %s (%s)"):format(printable(e.alias, true), e.masked, expiry_text(e)))
+        end
+    end
+    return 0
+end
+
+function commands.revoke(ks, args, out)
+    local ok, msg, code = ks:revoke(args.alias)
+    if ok then
+        out:say(("API key '%s' has been revoked."):format(args.alias))
+        out:warn(ks:warning())
+        return 0
+    elseif code == "notfound" then
+        out:complain(("No API key found with alias '%s'."):format(printable(args.alias)))
+        return 1
+    end
+    return out:fail(msg, code)
+end
+
+function commands.verify(ks, args, out)
+    local key = args.key
+    if key == nil or key == "-" then
+        key = (out.stdin:read("l") or ""):gsub("\r$", "")
+    end
+    local entry, why = ks:verify(key)
+    if entry then
+        out:say(printable(entry.alias, true))
+        return 0
+    end
+    out:complain(why)
+    return 1
+end
+
 -- A file that is closed at the level of the system (the command started with `>&-`): a seek
 -- then fails with EBADF, where a terminal or a pipe gives ESPIPE.
 local EBADF = 9
 local function is_closed(f)
     local _, _, errno = f:seek("cur")
     return errno == EBADF
+end
+
+-- A standard descriptor closed by the caller gets /dev/null for the run, so that no file this
+-- command opens (the keystore, its lock, its new copy) takes its number and receives what is
+-- meant for the terminal. Returns the files to keep open until the end.
+local function hold_closed_descriptors()
+    local held = {}
+    for i, f in ipairs { io.stdin, io.stdout, io.stderr } do
+        if is_closed(f) then
+            held[#held + 1] = io.open("/dev/null", i == 1 and "r" or "w")
+        end
+    end
+    return held
 end
 
 -- The keystore: --keystore, else APIKEY_KEYSTORE, else the installation's default.
@@ -251,140 +345,60 @@ end
 
 -- The command line parsed: args, or nil and the exit status of --help, --version or a usage
 -- error (already printed).
-local function parse(argv, default_keystore, stdout, report)
+local function parse(argv, default_keystore, out)
     local parser, asked = build_parser(default_keystore or "PREFIX/security/" .. KEYSTORE_NAME)
     local ok, args = parser:pparse(table.move(argv, 1, #argv, 1, {}))
     if asked.help then
-        stdout:write(asked.help:get_help(), "\n")
+        out:say(asked.help:get_help())
         return nil, 0
     elseif asked.version then
-        stdout:write("apikey ", apikey.version, "\n")
+        out:say("apikey " .. apikey.version)
         return nil, 0
     elseif not ok then
         local msg = args:gsub("\n(%a)", function(c)
             return "; " .. c:lower()
         end)
-        return nil, report(msg .. " (see 'apikey --help')", 2)
+        return nil, out:report(msg .. " (see 'apikey --help')", 2)
     end
     return args
 end
 
 function cli.main(argv, opts)
-    argv = argv or {}
-    opts = opts or {}
-    local stdout, stderr = opts.stdout or io.stdout, opts.stderr or io.stderr
+    argv, opts = argv or {}, opts or {}
     local env = opts.env
     local getenv = env and function(name)
         return env[name]
     end or os.getenv
-    local write_failed -- the first failed write to stdout or stderr: the run then fails
-
-    local function write(f, ...)
-        local ok, err = f:write(...)
-        if not ok then
-            write_failed = write_failed or err
-        end
-    end
-
-    -- One line on stderr, "apikey: MESSAGE", with the prefix red on a terminal.
-    local function report(msg, status)
-        local prefix = "apikey:"
-        if use_color(stderr, getenv) then
-            prefix = "\27[1;31mapikey:\27[0m"
-        end
-        write(stderr, prefix, " ", msg, "\n")
-        return status or 1
-    end
-
-    -- Every write is checked, and so are the final flushes: a listing or a key that could not
-    -- be written is a failure, not an exit 0 with nothing shown.
-    local function finish(status)
-        for _, f in ipairs { stdout, stderr } do
-            local ok, err = f:flush()
-            if not ok then
-                write_failed = write_failed or err
-            end
-        end
-        if write_failed and status == 0 then
-            report("cannot write the output: " .. write_failed)
-            return 1
-        end
-        return status
-    end
-
-    -- A standard descriptor closed by the caller gets /dev/null for the run, so that no file
-    -- this command opens (the keystore, its lock, its new copy) takes its number and receives
-    -- what is meant for the terminal.
-    local stdout_closed = is_closed(stdout)
-    local held = {}
-    for i, f in ipairs { io.stdin, io.stdout, io.stderr } do
-        if is_closed(f) then
-            held[#held + 1] = io.open("/dev/null", i == 1 and "r" or "w")
-        end
-    end
+    local out = output(opts.stdout or io.stdout, opts.stderr or io.stderr, opts.stdin or io.stdin,
+        getenv)
+    local stdout_closed = is_closed(out.stdout)
+    out.held = hold_closed_descriptors()
 
     local default_keystore = opts.prefix
         and opts.prefix:gsub("/$", "") .. "/security/" .. KEYSTORE_NAME
-    local args, status = parse(argv, default_keystore, stdout, report)
+    local args, status = parse(argv, default_keystore, out)
     if not args then
-        return finish(status)
+        return out:finish(status)
     end
-    local path, msg
+    local path, password, msg
     path, msg, status = keystore_path(args, getenv, default_keystore)
     if not path then
-        return finish(report(msg, status))
+        return out:finish(out:report(msg, status))
     end
-    local password
     password, msg = keystore_password(args, getenv)
     if msg then
-        return finish(report(msg))
+        return out:finish(out:report(msg))
     end
     if args.command ~= "verify" and stdout_closed then
         -- A key nobody can see, or a listing that goes nowhere.
-        return finish(report(("standard output is closed; nothing was done (%s prints to it)")
-            :format(args.command)))
+        return out:finish(out:report(("standard output is closed; nothing was done (%s prints "
+            .. "to it)"):format(args.command)))
     end
-
-    local function fail(msg, code)
-        -- The core's advice names no option, as servers use it too; here a file is chosen
-        -- with --keystore.
-        msg = msg:gsub("choose another keystore file", "%0 with --keystore")
-            :gsub("choose a keystore on a writable file system", "%0 with --keystore")
-        if code == "badpassword" and not msg:find("--password-file", 1, true) then
-            msg = msg .. "; give the keystore's password with --password-file FILE or "
-                .. "APIKEY_KEYSTORE_PASSWORD"
-        end
-        return report(msg)
-    end
-
     local ks <close>, err, code = apikey.open { path = path, password = password }
     if not ks then
-        return finish(fail(err, code))
+        return out:finish(out:fail(err, code))
     end
-    return finish(commands[args.command](ks, args, {
-        say = function(line)
-            write(stdout, line, "\n")
-        end,
-        complain = function(line)
-            write(stderr, line, "\n")
-        end,
-        flush = function()
-            local ok, ferr = stdout:flush()
-            if not ok or write_failed then
-                return nil, write_failed or ferr
-            end
-            return true
-        end,
-        stdin = opts.stdin or io.stdin,
-        fail = fail,
-        report = report,
-        -- A change that was made but not confirmed on disk: done, and said on stderr.
-        warn = function(warning)
-            if warning then
-                report("warning: " .. warning .. "; the change is made")
-            end
-        end,
-    }))
+    return out:finish(commands[args.command](ks, args, out))
 end
 
 return cli
