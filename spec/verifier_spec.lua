@@ -298,6 +298,70 @@ describe("apikey.verifier", function()
         end)
     end)
 
+    describe("background = true", function()
+        -- Calls f until it returns true, for at most 5 s.
+        local function eventually(f)
+            local start = os.time()
+            while not f() do
+                assert(os.time() - start < 5, "not within 5 s")
+                sleep(0.01)
+            end
+        end
+
+        it("checks with the keys in use while a changed file is read, then takes the new ones in", function()
+            local old = create("old-bot")
+            local v = assert(verifier.new { path = path, interval = 0, background = true })
+            local new = create("new-bot")
+            assert(writer:revoke("old-bot"))
+            -- the check that sees the change starts the read and answers with the keys in use
+            assert.equal("old-bot", v:verify(old).alias)
+            eventually(function() return v:verify(new) ~= nil end)
+            assert.same({ nil, "unknown" }, { v:verify(old) })
+            assert.equal(1, v:status().reloads)
+            assert.equal(1, v:status().keys)
+        end)
+
+        it("makes no check wait for a slow read (a password's 600,000 key derivations)", function()
+            local slow = dir .. "/slow.p12"
+            local ks = assert(apikey.open { path = slow, password = "pw" })
+            local old = assert(ks:create("old-bot"))
+            local v = assert(verifier.new { path = slow, password = "pw", interval = 0, background = true })
+            local new = assert(ks:create("new-bot"))
+            ks:close()
+            local start, longest = core.clock(), 0
+            repeat
+                local t = core.clock()
+                assert.equal("old-bot", v:verify(old).alias)
+                local entry = v:verify(new)
+                longest = math.max(longest, core.clock() - t)
+            until entry
+            local took = core.clock() - start
+            assert.is_true(took > 0.1, ("the read took only %.3f s"):format(took))
+            assert.is_true(longest < took / 4, ("a check took %.3f s of the read's %.3f s")
+                :format(longest, took))
+        end)
+
+        it("keeps the keys and reports why when the changed file cannot be read", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0, background = true })
+            write(path, "not a keystore")
+            eventually(function()
+                assert.equal("ci-bot", v:verify(key).alias)
+                return v.last_error_code == "corrupt"
+            end)
+            assert.equal("stale", v:status().state)
+        end)
+
+        it("closes while a read is under way", function()
+            create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0, background = true })
+            create("new-bot")
+            v:verify(UNKNOWN_KEY)
+            v:close()
+            assert.has_error(function() v:verify(UNKNOWN_KEY) end)
+        end)
+    end)
+
     describe("status", function()
         it("tells the path, the number of keys, when they were loaded, and no error", function()
             create("a")

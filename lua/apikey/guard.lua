@@ -6,6 +6,8 @@
 --   local guard = require("apikey.guard").new { keystore = path, log = function(line) ... end }
 --   local alias, status, challenge, why = guard:check(authorization)
 --
+-- A changed keystore is read off the request path (apikey.verifier's background).
+--
 -- alias: the key's alias; let the request in. Otherwise status is 401, with challenge the
 -- WWW-Authenticate value to send and why "missing", "unknown", "expired" or "malformed"; or 500
 -- (no challenge) while the keystore cannot be used: without a keystore nobody gets in.
@@ -69,11 +71,13 @@ function Guard:load()
     if now < self.retry_at then
         return nil
     end
+    -- a changed keystore is read off the request path: no request waits for a reload
     local v, msg = apikey.verifier {
         path = self.path,
         password = self.password,
         interval = self.interval,
         log = self.log,
+        background = true,
     }
     if not v then
         self.retry_at = now + 1
