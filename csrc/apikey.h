@@ -457,6 +457,12 @@ int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t pa
 /* Reloads when the file's stamp changed; *changed says whether it did. On failure the
  * last good content stays loaded. */
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
+/* Whether the file changed since the content loaded: 1 (its stamp in *now), 0, or -1 on
+ * failure, the failure of the last reload too when the file is still what failed to read. */
+int keystore_stamp_changed(ak_keystore *ks, ak_stamp *now, ak_err *e);
+/* Makes the content from holds (entries, index, stamp) ks's, and ks's from's, which the caller
+ * then closes: how a content loaded elsewhere (reload.c) is swapped in whole. */
+void keystore_take(ak_keystore *ks, ak_keystore *from);
 /* Writers: take the lock, re-read the file under it, change, replace the file atomically, and
  * keep what was written as the loaded content. A file that cannot be read is never written.
  * Aliases are one namespace with every other entry of the file: create of an alias that any
@@ -480,5 +486,18 @@ int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e);
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,
                            const ak_entry **out);
 void keystore_close(ak_keystore *ks);
+
+/* ---- reloads off the request path (reload.c) ------------------------------------------------- */
+
+typedef struct ak_reload ak_reload;
+
+/* As keystore_refresh, but the changed file is read and indexed in a thread of its own, while
+ * ks keeps answering with the content it has; a later call swaps the new content in whole
+ * (*changed = 1), or reports why it could not be read (-1, the content kept). *pending says a
+ * read is under way, so that the caller calls again soon. *r is made on first use; reload_free
+ * waits for a read under way, then frees it. */
+int keystore_refresh_background(ak_keystore *ks, ak_reload **r, int *changed, int *pending,
+                                ak_err *e);
+void reload_free(ak_reload *r);
 
 #endif

@@ -1,17 +1,18 @@
 /*
- * binding.c: the Lua 5.4 binding, module `apikey.core`. Mechanism only: conversion between C
- * and Lua values, the Keystore userdata and its methods, and the core's limits as constants
- * (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options, formatting) lives in
- * lua/apikey/init.lua, which adds `create` to the same methods table (core.Keystore), so that
- * apikey.open returns this userdata itself.
+ * binding.c: the Lua binding, module `apikey.core`, one source for Lua 5.4, 5.3 and 5.1
+ * (LuaJIT 2.1), written in 5.4's API with luacompat.h for the others. Mechanism only:
+ * conversion between C and Lua values, the Keystore userdata and its methods, and the core's
+ * limits as constants (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options,
+ * formatting) lives in lua/apikey/init.lua, which adds `create` to the same methods table
+ * (core.Keystore), so that apikey.open returns this userdata itself.
  *
  * Misuse (a wrong argument type, a closed keystore) raises; a failure the caller must handle
  * returns fail, message, code.
  */
 #include "apikey.h"
 
-#include <lauxlib.h>
-#include <lua.h>
+#include "luacompat.h"
+
 #include <openssl/crypto.h>
 #include <string.h>
 #include <strings.h>
@@ -23,6 +24,7 @@
 
 typedef struct {
     ak_keystore ks;
+    ak_reload *reload; /* made by the first refresh_background */
     int open;
 } keystore_ud;
 
@@ -386,7 +388,7 @@ static int verifier_keystore(lua_State *L, const char *fname, keystore_ud **u)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_rawgeti(L, 1, VERIFIER_NEXT_CHECK);
     if (monotonic_seconds() >= lua_tonumber(L, -1)) {
-        lua_getfield(L, 1, "refresh");
+        lua_getfield(L, 1, "_look"); /* v:refresh(), or its background form */
         lua_pushvalue(L, 1);
         lua_call(L, 1, 0);
     }
@@ -439,6 +441,24 @@ static int keystore_refresh_l(lua_State *L)
     return 1;
 }
 
+/* ks:refresh_background() -> changed, pending: as refresh, but a changed file is read in a
+ * thread (reload.c) while ks answers with what it has; a later call swaps the new content in
+ * (changed true). pending: a read is under way, call again soon. */
+static int keystore_refresh_background_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "refresh_background");
+    int changed = 0, pending = 0;
+    ak_err e;
+
+    if (keystore_refresh_background(&u->ks, &u->reload, &changed, &pending, &e) != 0)
+        return push_failure(L, &e);
+    if (changed)
+        cache_reset(L, 1);
+    lua_pushboolean(L, changed);
+    lua_pushboolean(L, pending);
+    return 2;
+}
+
 static int keystore_count_l(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)check_keystore(L, "count")->ks.entries.n);
@@ -457,6 +477,8 @@ static int keystore_close_l(lua_State *L)
     keystore_ud *u = luaL_checkudata(L, 1, KEYSTORE_MT);
     if (u->open) {
         u->open = 0;
+        reload_free(u->reload); /* waits for a read under way */
+        u->reload = NULL;
         keystore_close(&u->ks);
     }
     return 0;
@@ -518,6 +540,7 @@ static const luaL_Reg keystore_methods[] = {{"revoke", keystore_revoke_l},
                                             {"verify", keystore_verify_l},
                                             {"authenticate", keystore_authenticate_l},
                                             {"refresh", keystore_refresh_l},
+                                            {"refresh_background", keystore_refresh_background_l},
                                             {"count", keystore_count_l},
                                             {"path", keystore_path_l},
                                             {"close", keystore_close_l},

@@ -198,19 +198,27 @@ int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t pa
     return 0;
 }
 
+int keystore_stamp_changed(ak_keystore *ks, ak_stamp *now, ak_err *e)
+{
+    if (storage_stamp(ks->path, now, e) != 0)
+        return -1;
+    if (storage_stamp_equal(now, &ks->stamp))
+        return 0;
+    if (ks->failed && storage_stamp_equal(now, &ks->failed_stamp)) {
+        *e = ks->failed_err;
+        return -1;
+    }
+    return 1;
+}
+
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e)
 {
     ak_stamp now;
     snapshot s;
+    int rc = keystore_stamp_changed(ks, &now, e);
     *changed = 0;
-    if (storage_stamp(ks->path, &now, e) != 0)
-        return -1;
-    if (storage_stamp_equal(&now, &ks->stamp))
-        return 0;
-    if (ks->failed && storage_stamp_equal(&now, &ks->failed_stamp)) {
-        *e = ks->failed_err;
-        return -1;
-    }
+    if (rc <= 0)
+        return rc;
     if (snapshot_read(ks, &s, e) != 0 || snapshot_adopt(ks, &s, e) != 0) {
         ks->failed = 1;
         ks->failed_stamp = now;
@@ -463,6 +471,24 @@ ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t
     }
     OPENSSL_cleanse(hash, sizeof hash);
     return verdict;
+}
+
+void keystore_take(ak_keystore *ks, ak_keystore *from)
+{
+    ak_entries entries = ks->entries;
+    ak_foreign *foreign = ks->foreign;
+    uint32_t *slots = ks->slots;
+    size_t nslots = ks->nslots;
+    ks->entries = from->entries;
+    ks->foreign = from->foreign;
+    ks->slots = from->slots;
+    ks->nslots = from->nslots;
+    ks->stamp = from->stamp;
+    ks->failed = 0;
+    from->entries = entries;
+    from->foreign = foreign;
+    from->slots = slots;
+    from->nslots = nslots;
 }
 
 void keystore_close(ak_keystore *ks)

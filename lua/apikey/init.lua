@@ -5,6 +5,9 @@
 -- Misuse (a wrong argument type) raises; a failure the caller must handle returns
 -- nil, message, code.
 local core = require "apikey.core"
+-- math.type and utf8 on Lua 5.1 (LuaJIT) too: Lua's own on 5.3 and later
+local compat = require "apikey.compat"
+local math, utf8 = compat.math, compat.utf8
 
 local apikey = {
     version = core.version,
