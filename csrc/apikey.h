@@ -403,15 +403,21 @@ int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_e
  */
 
 /*
- * Parses "YYYY-MM-DDThh:mm:ss" (local time, as the guide), optionally followed by "Z" or
- * "+hh:mm"/"-hh:mm". Fields are range-checked (no February 30, no 24:00, years 1970-9999).
- * Returns 0 with *out in Unix seconds UTC, or -1 when malformed.
+ * Parses a date-time as the user gives it: "YYYY-MM-DDThh:mm", optionally ":ss", optionally
+ * "." and up to 9 digits of a fraction of a second (what Java's LocalDateTime.parse takes; the
+ * fraction is dropped), in local time resolved as Java's atZone does (a time in a DST gap moves
+ * later by the gap, one in an overlap takes the earlier offset), or followed by "Z" or
+ * "+hh:mm"/"-hh:mm". Fields are range-checked (no February 30, no 24:00). Returns 0 with *out
+ * in Unix seconds UTC; AK_TIME_EARLY for a well-formed time before 1970-01-01T00:00:00Z,
+ * AK_TIME_LATE for one after AK_TIME_MAX (or a year after 9999, 5 to 9
+ * digits, with or without "+"); -1 when malformed.
  */
 int time_parse_iso(const char *s, size_t len, int64_t *out);
+#define AK_TIME_EARLY 1
+#define AK_TIME_LATE 2
 /* A LocalDateTime as Java prints it ("YYYY-MM-DDThh:mm", ":ss", ".fffffffff" optional; what
- * MetricsHub stores as a key's expiry), in the local zone, resolved as Java's atZone does
- * (a gap moves later by its length, an overlap takes the earlier offset); the fraction is
- * dropped. 0 with *out in Unix seconds, or -1 when malformed or outside 1970..9999. */
+ * MetricsHub stores as a key's expiry), read and resolved as time_parse_iso reads a local
+ * time. 0 with *out in Unix seconds, or -1 when malformed or outside 1970..9999. */
 int time_parse_java_local(const char *s, size_t len, int64_t *out);
 /* "YYYY-MM-DDThh:mm:ss" in local time. buf of at least 32 bytes. */
 void time_format_local(int64_t t, char *buf, size_t size);

@@ -494,15 +494,19 @@ static int keystore_tostring_l(lua_State *L)
     return 1;
 }
 
-/* core.parse_time(text) -> Unix seconds | fail */
+/* core.parse_time(text) -> Unix seconds | fail, "malformed" | "early" | "late" */
 static int core_parse_time(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     int64_t t;
-    if (time_parse_iso(s, len, &t) != 0) {
+    int rc = time_parse_iso(s, len, &t);
+    if (rc != 0) {
         luaL_pushfail(L);
-        return 1;
+        lua_pushstring(L, rc == AK_TIME_EARLY  ? "early"
+                          : rc == AK_TIME_LATE ? "late"
+                                               : "malformed");
+        return 2;
     }
     lua_pushinteger(L, (lua_Integer)t);
     return 1;

@@ -200,9 +200,16 @@ describe("ks:create", function()
         assert.equal(("é"):rep(64), select(2, assert(ks:create(("é"):rep(64)))).alias)
     end)
 
-    invalid_each("date", "expires", { "2099-02-29T00:00:00", "2099-12-31", "2099-12-31T23:59",
-        "2099-12-31T23:59:60", "2099-12-31T24:00:00", "2099-12-31T23:59:59+24:00", "2099-12-31T23:59:59.5",
+    invalid_each("date", "expires", { "2099-02-29T00:00:00", "2099-12-31",
+        "2099-12-31T23:59:60", "2099-12-31T24:00:00", "2099-12-31T23:59:59+24:00",
         "31/12/2099", "" })
+
+    it("takes minutes only and a fraction of a second (dropped), as Java's LocalDateTime.parse", function()
+        local ks = keystore(finally)
+        local _, entry = assert(ks:create("minutes", { expires = "2099-12-31T23:59" }))
+        local _, frac = assert(ks:create("fraction", { expires = "2099-12-31T23:59:59.5" }))
+        assert.equal(59, frac.expires - entry.expires)
+    end)
 
     it("returns 'invalid' for a date in the past, naming the date and saying it is past", function()
         local ks, path = keystore(finally)

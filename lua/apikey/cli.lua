@@ -56,7 +56,7 @@ local function build_parser(default_keystore)
     create:argument("alias", "A name for the key, unique without regard to case.")
     create:mutex(
         create:option("--expires-on", "Expiry date, YYYY-MM-DDThh:mm:ss in local time, or "
-            .. "with Z or +hh:mm.")
+            .. "with Z or +hh:mm; seconds optional, a fraction dropped.")
             :argname("DATETIME"),
         create:option("--expires-in", "Expiry after a duration: a number and s, m, h, d or w "
             .. "(e.g. 90d).")

@@ -131,12 +131,20 @@ local function expiry(opts, now)
     end
     local t, shown
     if type(expires) == "string" then
-        t = core.parse_time(expires)
-        if not t then
-            return nil, ("invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally "
-                .. "followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00"):format(printable(expires))
-        end
+        -- As Java's LocalDateTime.parse reads it: seconds and a fraction are optional, and the
+        -- fraction is dropped; a local time in a DST gap or overlap is resolved as Java's
+        -- atZone does. The line printed after a create shows the time stored.
+        local why
+        t, why = core.parse_time(expires)
         shown = printable(expires)
+        if why == "early" then
+            return nil, ("the date %s is in the past; give a later date"):format(shown)
+        elseif why == "late" then
+            return nil, ("the date %s is after the year 9999; give an earlier date"):format(shown)
+        elseif not t then
+            return nil, ("invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally "
+                .. "followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00"):format(shown)
+        end
     elseif is_integer(expires) then
         t = expires
         shown = t >= 0 and t <= TIME_MAX and core.format_local(t) or tostring(t)
@@ -220,8 +228,8 @@ end
 local Keystore = core.Keystore -- the methods of every keystore, C's and these
 local create = core.create
 
---- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm:ss" (local time, or with Z or
--- +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d". Returns the
+--- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm[:ss[.fffffffff]]" (local time, or
+-- with Z or +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d". Returns the
 -- key (the only time it is available) and its entry; ks:warning() then says whether the
 -- change could not be confirmed on disk.
 function Keystore:create(alias, opts)
