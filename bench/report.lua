@@ -270,6 +270,9 @@ do
     end
     say(row { "SHA-256, `openssl speed`", rate(speed), "1.00", ratio(speed, evp), "", "" })
     say(row { "SHA-256, EVP, reused context", rate(evp), ratio(evp, speed), "1.00", "", "" })
+    local low = c1k and c1k.sha256_low_per_s
+    say(row { "SHA-256, low-level `SHA256_*` (as the core hashes)", rate(low), ratio(low, speed),
+        ratio(low, evp), "", "" })
     line("C core `keystore_verify`", c1k and c1k.valid_per_s, 0.8)
     for _, w in ipairs { { "api", "Lua `apikey.open` ks:verify" },
         { "verifier", "Lua verifier `v:verify`" },

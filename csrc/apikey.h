@@ -177,10 +177,24 @@ int record_has_scope(const ak_record *r, const char *name, size_t len);
 
 /* ---- entries: a record with its alias ------------------------------------------------------ */
 
+/* What an entry is: one of our API keys, or (in the list of other tools' names) what Java
+ * would call it. */
+typedef enum {
+    AK_KIND_APIKEY = 0,
+    AK_KIND_SECRET,     /* another tool's secret key (Java's SecretKeyEntry) */
+    AK_KIND_PRIVATE,    /* a private key */
+    AK_KIND_CERT,       /* a certificate */
+    AK_KIND_OTHER,      /* any other bag */
+    AK_KIND_METRICSHUB, /* an API key of MetricsHub's: "api_key:ALIAS", the key in the clear */
+} ak_kind;
+
 typedef struct {
     char *alias;      /* malloc'd UTF-8, NUL-terminated, as the user typed it */
     size_t alias_len; /* bytes, without the NUL */
-    ak_record rec;
+    ak_record rec;    /* of a MetricsHub key: its hash and expiry, created AK_NO_EXPIRY */
+    ak_kind kind;
+    unsigned char *bag; /* AK_KIND_METRICSHUB: its SafeBag as read, written back as it is */
+    size_t bag_len;
 } ak_entry;
 
 typedef struct {
@@ -208,6 +222,38 @@ int alias_to_bmp(const char *alias, size_t len, unsigned char *bmp, size_t *bmpl
  * length, NUL, a lone surrogate) or empty; -2 if longer than AK_ALIAS_MAX bytes. */
 int alias_from_bmp(const unsigned char *s, size_t n, char *out, size_t *outlen);
 
+/* Why an alias is refused, from alias_check. */
+typedef enum {
+    AK_ALIAS_OK = 0,
+    AK_ALIAS_EMPTY,
+    AK_ALIAS_LONG,      /* over AK_ALIAS_MAX bytes */
+    AK_ALIAS_NOT_UTF8,  /* invalid UTF-8, or a NUL */
+    AK_ALIAS_CONTROL,   /* a control, line or paragraph separator, bidirectional control */
+    AK_ALIAS_INVISIBLE, /* a default-ignorable code point or another format character */
+    AK_ALIAS_BLANK,     /* starts or ends with white space */
+    AK_ALIAS_KEY,       /* holds text shaped like a key */
+    AK_ALIAS_RESERVED,  /* starts with MetricsHub's "api_key:" */
+} ak_alias_fault;
+
+/* MetricsHub (metricshub-community): the alias prefix of its API keys, as Java lists it (lower
+ * case), their entry password, and the store password of its keystore (SecurityManager), public
+ * in its source: a file with that password is readable by anyone who can read the file. */
+#define AK_METRICSHUB_PREFIX "api_key:"
+#define AK_METRICSHUB_ENTRY_PASSWORD "secret"
+#define AK_METRICSHUB_STORE_PASSWORD                                                               \
+    "Matrix, Credits: Bertrand, Elvis, Fadhela, Huan, Nassim, Ramassh and Thomas"
+
+/* The rules a new alias follows: AK_ALIAS_OK, or the first fault, *cp the code point at fault
+ * (control, invisible, blank) or 0. */
+ak_alias_fault alias_check(const char *alias, size_t len, unsigned long *cp);
+/* Whether a code point must not be shown raw (a control or an invisible character). */
+int alias_hidden(unsigned long cp);
+/* The alias folded as Java folds it (toLowerCase(Locale.ENGLISH)): malloc'd, NUL-terminated,
+ * *outlen bytes; NULL when out of memory or not UTF-8. */
+char *alias_fold(const char *alias, size_t len, size_t *outlen);
+/* Whether two aliases are one for Java: equal once folded. */
+int alias_equal(const char *a, size_t alen, const char *b, size_t blen);
+
 /* ---- the SafeBag list (safebags.c) ------------------------------------------------------------
  */
 
@@ -220,13 +266,19 @@ typedef struct {
 
 /*
  * Reads a SafeContents (DER, or BER through OpenSSL), the bags of content number ci: our
- * SecretBags are appended to entries in file order, alias from the friendlyName; every other
- * bag is appended to kept as its DER. Returns how many bags were ours, or -1 with e
- * (AK_ECORRUPT for anything unreadable); *nbags is how many there were in all. With none of
- * ours, what was appended to kept is taken off again (the caller keeps the whole content).
+ * SecretBags are appended to entries in file order, alias from the friendlyName (ours by their
+ * secretTypeId, or by their value: a record of ours under another type, as Java's keytool writes
+ * our bags back after a rewrite); every other
+ * bag is appended to kept as its DER, and its friendlyName, if any, to names with its kind.
+ * MetricsHub's keys (a secret key "api_key:ALIAS" that decrypts with its entry password to a
+ * key, or a key, "__" and an expiry) are entries too, of kind AK_KIND_METRICSHUB, hashed as
+ * they are read; their decryption is charged to *budget (kdf_charge). Returns
+ * how many bags were ours, or -1 with e (AK_ECORRUPT for anything unreadable); *nbags is how many
+ * there were in all. With none of ours, what was appended to kept is taken off again (the caller
+ * keeps the whole content).
  */
 long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
-                   ak_bytes *kept, int *nbags, ak_err *e);
+                   ak_bytes *kept, ak_entries *names, long *budget, int *nbags, ak_err *e);
 /* Plausible plaintext of a SafeContents: one SEQUENCE filling it exactly. A wrong key still
  * passes CBC's padding check once in 256 tries; this catches the garbage it gives. */
 int safebags_plausible(const unsigned char *der, size_t len);
@@ -238,23 +290,53 @@ int safebags_write(const ak_entries *in, const ak_bytes *kept, ak_bytes *b,
 /* ---- the key derivation budget (kdfbudget.c) --------------------------------------------------
  */
 
-/* Iterations one load may run in all (a few seconds): our own content at the most core.open
- * allows (AK_ITER_MAX), and as much again for another tool's. */
+/* Iterations one load may run in all, the MAC's included (a few seconds): a file apikey wrote at
+ * the most core.open allows, AK_ITER_MAX for its MAC and as many for its content. */
 #define AK_KDF_BUDGET (2 * AK_ITER_MAX)
 
-struct X509_algor_st; /* OpenSSL's X509_ALGOR */
+struct X509_algor_st;  /* OpenSSL's X509_ALGOR */
+struct PKCS12_st;      /* OpenSSL's PKCS12 */
+struct stack_st_PKCS7; /* OpenSSL's STACK_OF(PKCS7) */
 
-/* Charges one key derivation of the password-based encryption alg to *budget, before it runs.
- * 0: run it; 1: do not run it, its KDF is not PBKDF2 (scrypt's cost is set by the file too);
- * -1: do not run it, its parameters do not parse; -2: it asks for fewer than 1 iteration or
- * for more than *budget has left. */
+/* The MAC's key derivation, as kdf_plan read it. */
+typedef struct {
+    long iter;  /* its iteration count: MacData's, or PBMAC1's PBKDF2 (MacData's is then unused) */
+    int pbmac1; /* a PBMAC1 MAC (RFC 9579), whose PBKDF2 derives the same key from "" and NULL */
+} kdf_mac;
+
+/*
+ * Before any key derivation runs: reads the one of the MAC (classic PKCS#12, or PBMAC1 with
+ * PBKDF2) and those of the encrypted contents in cis that a load would open (kdf_opens), and
+ * charges each once, for the first password form tried, to *budget. 0 with *mac; -1 with e
+ * (AK_ECORRUPT) for a MAC whose parameters do not parse (a PBMAC1 key length outside 1 to
+ * EVP_MAX_MD_SIZE included), a MAC asking for an iteration count outside 1 to AK_ITER_MAX, a
+ * content asking for fewer than 1, or a sum over *budget; the message names the counts and the
+ * limit.
+ */
+int kdf_plan(long *budget, const struct PKCS12_st *p12, const struct stack_st_PKCS7 *cis,
+             kdf_mac *mac, ak_err *e);
+/* Whether a load opens a content encrypted with alg (and kdf_plan charged it): PBES2 with
+ * PBKDF2 and the PKCS#5 v1 and PKCS#12 schemes; not another KDF (scrypt's cost is set by the file
+ * too), nor parameters that do not parse: such a content is kept unopened. */
+int kdf_opens(const struct X509_algor_st *alg);
+/* For a derivation found while the contents are read (a MetricsHub entry's own encryption):
+ * charges its iterations to *budget. 0 when charged; 1 for another key derivation than the
+ * ones kdf_opens lists (not run); -1 when its parameters do not parse; -2 when it asks for
+ * fewer than 1 or more than *budget has left. */
 int kdf_charge(long *budget, const struct X509_algor_st *alg);
+/* Before content ci (from 1) is tried again with the other form of the empty password: 1 when
+ * that is pointless (both forms derive the same key: all but the PKCS#12 KDF) or not opened;
+ * 0 when charged to *budget: run it; -1 with e (AK_ECORRUPT) when more than *budget has left. */
+int kdf_charge_retry(long *budget, const struct X509_algor_st *alg, int ci, ak_err *e);
 
 /* ---- the PKCS#12 file (p12.c) ---------------------------------------------------------------- */
 
 /* Everything a keystore file holds that is not ours, kept to be written back unchanged. */
 typedef struct ak_foreign ak_foreign;
 void foreign_free(ak_foreign *f);
+/* The aliases (friendlyNames) of the other tools' bags, each with its kind (rec unused), for
+ * the one namespace of aliases; NULL when f is NULL. */
+const ak_entries *foreign_names(const ak_foreign *f);
 
 /*
  * Parses a whole PKCS#12 file held in buf. The MAC is checked with the password; an empty
@@ -263,9 +345,10 @@ void foreign_free(ak_foreign *f);
  * alias from the friendlyName; every other bag and ContentInfo goes to *foreign.
  * Returns 0, or -1 with e: AK_EBADPASSWORD when the MAC does not verify; AK_ECORRUPT for
  * anything unparseable (not PKCS#12, truncated, a record of ours that does not decode, a bag of
- * ours without a friendlyName) and for a file that asks for more key derivation than
- * AK_ITER_MAX for its MAC or AK_KDF_BUDGET in all (the file is what is wrong, not a setting);
- * AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. The message says what is wrong
+ * ours without a friendlyName), for a file that asks for more key derivation than AK_ITER_MAX
+ * for its MAC or AK_KDF_BUDGET in all, refused before any derivation runs (kdf_plan; the file
+ * is what is wrong, not a setting), and for a PBMAC1 MAC this OpenSSL (before 3.4) cannot
+ * check; AK_ELIMIT for a password over INT_MAX bytes; AK_ENOMEM. The message says what is wrong
  * without naming the file (p12_load sees bytes): the caller puts "cannot read PATH: " before it,
  * as storage.c words its failures. On failure out and *foreign are left empty/NULL.
  */
@@ -355,11 +438,22 @@ int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_e
  */
 
 /*
- * Parses "YYYY-MM-DDThh:mm:ss" (local time, as the guide), optionally followed by "Z" or
- * "+hh:mm"/"-hh:mm". Fields are range-checked (no February 30, no 24:00, years 1970-9999).
- * Returns 0 with *out in Unix seconds UTC, or -1 when malformed.
+ * Parses a date-time as the user gives it: "YYYY-MM-DDThh:mm", optionally ":ss", optionally
+ * "." and up to 9 digits of a fraction of a second (what Java's LocalDateTime.parse takes; the
+ * fraction is dropped), in local time resolved as Java's atZone does (a time in a DST gap moves
+ * later by the gap, one in an overlap takes the earlier offset), or followed by "Z" or
+ * "+hh:mm"/"-hh:mm". Fields are range-checked (no February 30, no 24:00). Returns 0 with *out
+ * in Unix seconds UTC; AK_TIME_EARLY for a well-formed time before 1970-01-01T00:00:00Z,
+ * AK_TIME_LATE for one after AK_TIME_MAX (or a year after 9999, 5 to 9
+ * digits, with or without "+"); -1 when malformed.
  */
 int time_parse_iso(const char *s, size_t len, int64_t *out);
+#define AK_TIME_EARLY 1
+#define AK_TIME_LATE 2
+/* A LocalDateTime as Java prints it ("YYYY-MM-DDThh:mm", ":ss", ".fffffffff" optional; what
+ * MetricsHub stores as a key's expiry), read and resolved as time_parse_iso reads a local
+ * time. 0 with *out in Unix seconds, or -1 when malformed or outside 1970..9999. */
+int time_parse_java_local(const char *s, size_t len, int64_t *out);
 /* "YYYY-MM-DDThh:mm:ss" in local time. buf of at least 32 bytes. */
 void time_format_local(int64_t t, char *buf, size_t size);
 /* "YYYY-MM-DDThh:mm:ssZ" in UTC. */
@@ -380,9 +474,10 @@ typedef struct {
     int lock_timeout_ms;
     ak_entries entries;
     ak_foreign *foreign;
-    uint32_t *slots; /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
-    size_t nslots;   /* power of two */
-    ak_stamp stamp;  /* of the content loaded */
+    int metricshub_pass; /* the content was read with MetricsHub's store password */
+    uint32_t *slots;     /* open addressing over entries, keyed by the hash; 0 = empty, else i+1 */
+    size_t nslots;       /* power of two */
+    ak_stamp stamp;      /* of the content loaded */
     /* The last reload that failed, and why: the same file is not parsed again (with a password,
      * each try costs a full key derivation) until it changes. */
     int failed;
@@ -394,15 +489,26 @@ typedef struct {
     ak_err warning;
 } ak_keystore;
 
-/* Loads path (a missing file is an empty keystore; nothing is written until a change).
+/* Loads path (a missing file is an empty keystore; nothing is written until a change). With
+ * no password (passlen 0), a file that the empty password does not open is tried with
+ * MetricsHub's store password, and is then written with it.
  * On failure ks is left closed (keystore_close is still safe to call). */
 int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t passlen, int iter,
                   int lock_timeout_ms, ak_err *e);
 /* Reloads when the file's stamp changed; *changed says whether it did. On failure the
  * last good content stays loaded. */
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
+/* Whether the file changed since the content loaded: 1 (its stamp in *now), 0, or -1 on
+ * failure, the failure of the last reload too when the file is still what failed to read. */
+int keystore_stamp_changed(ak_keystore *ks, ak_stamp *now, ak_err *e);
+/* Makes the content from holds (entries, index, stamp) ks's, and ks's from's, which the caller
+ * then closes: how a content loaded elsewhere (reload.c) is swapped in whole. */
+void keystore_take(ak_keystore *ks, ak_keystore *from);
 /* Writers: take the lock, re-read the file under it, change, replace the file atomically, and
  * keep what was written as the loaded content. A file that cannot be read is never written.
+ * Aliases are one namespace with every other entry of the file: create of an alias that any
+ * entry holds (compared as Java compares aliases) is AK_EEXISTS. The rules for a new alias
+ * (alias_check) are the caller's to apply.
  * create writes a new random key (UUID v4, lower case) into key_out; *index is the new entry's
  * position in ks->entries. */
 int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
@@ -411,8 +517,6 @@ int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_
 int keystore_create_scoped(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
                            int64_t expires, const unsigned char *scopes, size_t scopes_len,
                            char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
-/* Removes every key of the alias: its key, and the keys it replaced by rotate. */
-int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e);
 /* Revokes the alias that the key text belongs to (as keystore_revoke), whichever of its keys it
  * is; alias_out gets the alias (AK_ALIAS_MAX bytes and a NUL). AK_EINVALID when the text is not
  * a key, AK_ENOTFOUND when no entry has it. */
@@ -432,10 +536,33 @@ int keystore_rotate(ak_keystore *ks, const char *alias, size_t alias_len, int64_
 /* Undoes a rotate whose new key nobody saw: removes the entry of that key, and the key of its
  * alias that was rotated last is in use again. AK_ENOTFOUND when no entry has the key. */
 int keystore_unrotate(ak_keystore *ks, const char *key, size_t len, ak_err *e);
+/* revoke removes every API key of the alias (compared as Java compares aliases): its key, the
+ * keys it replaced by rotate, and any other key of that alias another tool wrote; copies the
+ * alias as stored into stored (AK_ALIAS_MAX + 1 bytes); an alias that another tool's entry
+ * holds is AK_ENOTFOUND, saying what that entry is, and is never removed. */
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
+                    size_t *stored_len, ak_err *e);
+/* Turns every MetricsHub key into one of ours (same alias, hash and expiry, created now), so
+ * that no key stays in the file in the clear; *count is how many. One atomic write, none when
+ * there is no MetricsHub key. */
+int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e);
 /* O(1): hash lookup, constant-time compare of the whole hash. Upper-case key text is accepted.
  * *out is set for AK_VALID and AK_EXPIRED. */
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,
                            const ak_entry **out);
 void keystore_close(ak_keystore *ks);
+
+/* ---- reloads off the request path (reload.c) ------------------------------------------------- */
+
+typedef struct ak_reload ak_reload;
+
+/* As keystore_refresh, but the changed file is read and indexed in a thread of its own, while
+ * ks keeps answering with the content it has; a later call swaps the new content in whole
+ * (*changed = 1), or reports why it could not be read (-1, the content kept). *pending says a
+ * read is under way, so that the caller calls again soon. *r is made on first use; reload_free
+ * waits for a read under way, then frees it. */
+int keystore_refresh_background(ak_keystore *ks, ak_reload **r, int *changed, int *pending,
+                                ak_err *e);
+void reload_free(ak_reload *r);
 
 #endif

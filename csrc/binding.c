@@ -1,17 +1,18 @@
 /*
- * binding.c: the Lua 5.4 binding, module `apikey.core`. Mechanism only: conversion between C
- * and Lua values, the Keystore userdata and its methods, and the core's limits as constants
- * (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options, formatting) lives in
- * lua/apikey/init.lua, which adds `create` to the same methods table (core.Keystore), so that
- * apikey.open returns this userdata itself.
+ * binding.c: the Lua binding, module `apikey.core`, one source for Lua 5.4, 5.3 and 5.1
+ * (LuaJIT 2.1), written in 5.4's API with luacompat.h for the others. Mechanism only:
+ * conversion between C and Lua values, the Keystore userdata and its methods, and the core's
+ * limits as constants (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options,
+ * formatting) lives in lua/apikey/init.lua, which adds `create` to the same methods table
+ * (core.Keystore), so that apikey.open returns this userdata itself.
  *
  * Misuse (a wrong argument type, a closed keystore) raises; a failure the caller must handle
  * returns fail, message, code.
  */
 #include "apikey.h"
 
-#include <lauxlib.h>
-#include <lua.h>
+#include "luacompat.h"
+
 #include <openssl/crypto.h>
 #include <string.h>
 #include <strings.h>
@@ -23,6 +24,7 @@
 
 typedef struct {
     ak_keystore ks;
+    ak_reload *reload; /* made by the first refresh_background */
     int open;
 } keystore_ud;
 
@@ -82,19 +84,23 @@ static void set_scopes(lua_State *L, const ak_record *r)
 }
 
 /* An entry as every method returns it: { alias, hint, masked, created, expires, expired,
- * scopes, rotated }, complete when it is made, so that no layer above adds to a table another
- * caller holds. expired is judged at now. */
+ * scopes, rotated, kind }, complete when it is made, so that no layer above adds to a table
+ * another caller holds. expired is judged at now. */
 static void push_entry(lua_State *L, const ak_entry *en, int64_t now)
 {
-    lua_createtable(L, 0, 8);
+    lua_createtable(L, 0, 9);
     lua_pushlstring(L, en->alias, en->alias_len);
     lua_setfield(L, -2, "alias");
     lua_pushstring(L, en->rec.hint);
     lua_setfield(L, -2, "hint");
     lua_pushfstring(L, MASK_STARS "%s", en->rec.hint);
     lua_setfield(L, -2, "masked");
-    lua_pushinteger(L, (lua_Integer)en->rec.created);
-    lua_setfield(L, -2, "created");
+    if (en->rec.created != AK_NO_EXPIRY) { /* a MetricsHub key has no creation time */
+        lua_pushinteger(L, (lua_Integer)en->rec.created);
+        lua_setfield(L, -2, "created");
+    }
+    lua_pushstring(L, en->kind == AK_KIND_METRICSHUB ? "metricshub" : "apikey");
+    lua_setfield(L, -2, "kind");
     if (en->rec.expires != AK_NO_EXPIRY) {
         lua_pushinteger(L, (lua_Integer)en->rec.expires);
         lua_setfield(L, -2, "expires");
@@ -230,18 +236,65 @@ static int core_create(lua_State *L)
     return 2;
 }
 
-/* ks:revoke(alias) -> true (then ks:warning() tells whether it was confirmed on disk) */
+/* ks:revoke(alias) -> true, the alias as stored (then ks:warning() tells whether it was
+ * confirmed on disk) */
 static int keystore_revoke_l(lua_State *L)
 {
     keystore_ud *u = check_keystore(L, "revoke");
-    size_t alias_len;
+    size_t alias_len, stored_len = 0;
     const char *alias = check_string(L, 2, &alias_len);
+    char stored[AK_ALIAS_MAX + 1];
     ak_err e;
 
-    if (keystore_revoke(&u->ks, alias, alias_len, &e) != 0)
+    if (keystore_revoke(&u->ks, alias, alias_len, stored, &stored_len, &e) != 0)
         return push_failure(L, &e);
     cache_reset(L, 1);
     lua_pushboolean(L, 1);
+    lua_pushlstring(L, stored, stored_len);
+    return 2;
+}
+
+/* ks:migrate() -> count: every MetricsHub key made one of ours, in one write */
+static int keystore_migrate_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "migrate");
+    size_t count = 0;
+    ak_err e;
+
+    if (keystore_migrate(&u->ks, (int64_t)time(NULL), &count, &e) != 0)
+        return push_failure(L, &e);
+    cache_reset(L, 1);
+    lua_pushinteger(L, (lua_Integer)count);
+    return 1;
+}
+
+/* core.check_alias(alias) -> true | fail, fault, code point: the rules of alias.c, for the
+ * messages of the layer above. fault: "empty", "long", "utf8", "control", "invisible",
+ * "blank", "key" or "reserved"; the code point for control, invisible and blank. */
+static int core_check_alias(lua_State *L)
+{
+    static const char *const faults[] = {"ok",        "empty", "long", "utf8",    "control",
+                                         "invisible", "blank", "key",  "reserved"};
+    size_t len;
+    const char *alias = check_string(L, 1, &len);
+    unsigned long cp;
+    ak_alias_fault f = alias_check(alias, len, &cp);
+
+    if (f == AK_ALIAS_OK) {
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    luaL_pushfail(L);
+    lua_pushstring(L, faults[f]);
+    lua_pushinteger(L, (lua_Integer)cp);
+    return 3;
+}
+
+/* core.hidden(code point) -> whether it must not be shown raw (a control or invisible) */
+static int core_hidden(lua_State *L)
+{
+    lua_Integer cp = luaL_checkinteger(L, 1);
+    lua_pushboolean(L, cp < 0 || alias_hidden((unsigned long)cp));
     return 1;
 }
 
@@ -455,7 +508,7 @@ static int verifier_keystore(lua_State *L, const char *fname, keystore_ud **u)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_rawgeti(L, 1, VERIFIER_NEXT_CHECK);
     if (monotonic_seconds() >= lua_tonumber(L, -1)) {
-        lua_getfield(L, 1, "refresh");
+        lua_getfield(L, 1, "_look"); /* v:refresh(), or its background form */
         lua_pushvalue(L, 1);
         lua_call(L, 1, 0);
     }
@@ -510,6 +563,24 @@ static int keystore_refresh_l(lua_State *L)
     return 1;
 }
 
+/* ks:refresh_background() -> changed, pending: as refresh, but a changed file is read in a
+ * thread (reload.c) while ks answers with what it has; a later call swaps the new content in
+ * (changed true). pending: a read is under way, call again soon. */
+static int keystore_refresh_background_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "refresh_background");
+    int changed = 0, pending = 0;
+    ak_err e;
+
+    if (keystore_refresh_background(&u->ks, &u->reload, &changed, &pending, &e) != 0)
+        return push_failure(L, &e);
+    if (changed)
+        cache_reset(L, 1);
+    lua_pushboolean(L, changed);
+    lua_pushboolean(L, pending);
+    return 2;
+}
+
 static int keystore_count_l(lua_State *L)
 {
     lua_pushinteger(L, (lua_Integer)check_keystore(L, "count")->ks.entries.n);
@@ -528,6 +599,8 @@ static int keystore_close_l(lua_State *L)
     keystore_ud *u = luaL_checkudata(L, 1, KEYSTORE_MT);
     if (u->open) {
         u->open = 0;
+        reload_free(u->reload); /* waits for a read under way */
+        u->reload = NULL;
         keystore_close(&u->ks);
     }
     return 0;
@@ -543,15 +616,19 @@ static int keystore_tostring_l(lua_State *L)
     return 1;
 }
 
-/* core.parse_time(text) -> Unix seconds | fail */
+/* core.parse_time(text) -> Unix seconds | fail, "malformed" | "early" | "late" */
 static int core_parse_time(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     int64_t t;
-    if (time_parse_iso(s, len, &t) != 0) {
+    int rc = time_parse_iso(s, len, &t);
+    if (rc != 0) {
         luaL_pushfail(L);
-        return 1;
+        lua_pushstring(L, rc == AK_TIME_EARLY  ? "early"
+                          : rc == AK_TIME_LATE ? "late"
+                                               : "malformed");
+        return 2;
     }
     lua_pushinteger(L, (lua_Integer)t);
     return 1;
@@ -584,11 +661,13 @@ static int core_clock(lua_State *L)
 
 static const luaL_Reg keystore_methods[] = {{"revoke", keystore_revoke_l},
                                             {"revoke_key", keystore_revoke_key_l},
+                                            {"migrate", keystore_migrate_l},
                                             {"warning", keystore_warning_l},
                                             {"list", keystore_list_l},
                                             {"verify", keystore_verify_l},
                                             {"authenticate", keystore_authenticate_l},
                                             {"refresh", keystore_refresh_l},
+                                            {"refresh_background", keystore_refresh_background_l},
                                             {"count", keystore_count_l},
                                             {"path", keystore_path_l},
                                             {"close", keystore_close_l},
@@ -605,6 +684,8 @@ static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"rotate", core_rotate},
                                           {"unrotate", core_unrotate},
                                           {"parse_time", core_parse_time},
+                                          {"check_alias", core_check_alias},
+                                          {"hidden", core_hidden},
                                           {"format_local", core_format_local},
                                           {"format_utc", core_format_utc},
                                           {"clock", core_clock},

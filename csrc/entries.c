@@ -4,6 +4,7 @@
  */
 #include "apikey.h"
 
+#include <openssl/crypto.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,6 +46,9 @@ int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_r
     es->v[es->n].alias_len = alias_len;
     es->v[es->n].rec = *rec;
     es->v[es->n].rec.scopes = scopes;
+    es->v[es->n].kind = AK_KIND_APIKEY;
+    es->v[es->n].bag = NULL;
+    es->v[es->n].bag_len = 0;
     es->n++;
     return 0;
 }
@@ -59,20 +63,28 @@ void entries_move(ak_entries *es, size_t from, size_t to)
     es->v[to] = en;
 }
 
+/* A MetricsHub bag holds a key, encrypted with a password anyone can read: wiped. */
+static void entry_free(ak_entry *en)
+{
+    free(en->alias);
+    free_scopes(en);
+    if (en->bag != NULL) {
+        OPENSSL_cleanse(en->bag, en->bag_len);
+        free(en->bag);
+    }
+}
+
 void entries_remove(ak_entries *es, size_t i)
 {
-    free(es->v[i].alias);
-    free_scopes(&es->v[i]);
+    entry_free(&es->v[i]);
     memmove(&es->v[i], &es->v[i + 1], (es->n - i - 1) * sizeof *es->v);
     es->n--;
 }
 
 void entries_clear(ak_entries *es)
 {
-    for (size_t i = 0; i < es->n; i++) {
-        free(es->v[i].alias);
-        free_scopes(&es->v[i]);
-    }
+    for (size_t i = 0; i < es->n; i++)
+        entry_free(&es->v[i]);
     free(es->v);
     es->v = NULL;
     es->n = es->cap = 0;

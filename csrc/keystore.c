@@ -7,12 +7,13 @@
 /* SHA256_Init/Update/Final: deprecated in OpenSSL 3 in favour of EVP, and kept here on
  * purpose. A check hashes 36 bytes on every request; EVP_DigestInit_ex2 on OpenSSL 3.0 frees
  * and allocates its provider context on every call, and costs more than the hash itself
- * (bench/README: 76 ns a digest through a reused EVP context, 50 ns through these, on one
+ * (bench/README: 74 ns a digest through a reused EVP context, 50 ns through these, on one
  * machine). They run the same assembly. */
 #define OPENSSL_SUPPRESS_DEPRECATED
 #include "apikey.h"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,36 +90,21 @@ static int index_build(uint32_t **slots, size_t *nslots, const ak_entries *es, a
     return 0;
 }
 
-static int ascii_equal_fold(const char *a, size_t alen, const char *b, size_t blen)
-{
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i < alen; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x >= 'A' && x <= 'Z')
-            x = (unsigned char)(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z')
-            y = (unsigned char)(y - 'A' + 'a');
-        if (x != y)
-            return 0;
-    }
-    return 1;
-}
-
-/* Aliases are unique without regard to (ASCII) case, as Java lower-cases them. */
+/* Aliases are one namespace, compared as Java compares them (alias.c). */
 static long find_alias(const ak_entries *es, const char *alias, size_t len)
 {
-    for (size_t i = 0; i < es->n; i++)
-        if (ascii_equal_fold(es->v[i].alias, es->v[i].alias_len, alias, len))
+    for (size_t i = 0; es != NULL && i < es->n; i++)
+        if (alias_equal(es->v[i].alias, es->v[i].alias_len, alias, len))
             return (long)i;
     return -1;
 }
 
-/* Removes every entry of the alias: its key and the keys it replaced by rotate. */
+/* Removes every entry of the alias: its key and the keys it replaced by rotate, and every key
+ * of that alias another tool wrote. */
 static void remove_alias(ak_entries *es, const char *alias, size_t len)
 {
     for (size_t i = es->n; i-- > 0;)
-        if (ascii_equal_fold(es->v[i].alias, es->v[i].alias_len, alias, len))
+        if (alias_equal(es->v[i].alias, es->v[i].alias_len, alias, len))
             entries_remove(es, i);
 }
 
@@ -126,8 +112,7 @@ static void remove_alias(ak_entries *es, const char *alias, size_t len)
 static long find_live(const ak_entries *es, const char *alias, size_t len)
 {
     for (size_t i = 0; i < es->n; i++)
-        if (!es->v[i].rec.rotated &&
-            ascii_equal_fold(es->v[i].alias, es->v[i].alias_len, alias, len))
+        if (!es->v[i].rec.rotated && alias_equal(es->v[i].alias, es->v[i].alias_len, alias, len))
             return (long)i;
     return -1;
 }
@@ -143,11 +128,27 @@ static long find_hash(const ak_entries *es, const unsigned char hash[AK_HASH_LEN
     return found;
 }
 
+/* What another tool's entry is, for a message. */
+static const char *kind_name(ak_kind kind)
+{
+    switch (kind) {
+    case AK_KIND_SECRET:
+        return "a secret key of another tool";
+    case AK_KIND_PRIVATE:
+        return "a private key";
+    case AK_KIND_CERT:
+        return "a certificate";
+    default:
+        return "an entry of another tool";
+    }
+}
+
 /* What one read of the file gave: entries, foreign content, and the stamp of what was read. */
 typedef struct {
     ak_entries entries;
     ak_foreign *foreign;
     ak_stamp stamp;
+    int metricshub_pass; /* read with MetricsHub's store password (no password was given) */
 } snapshot;
 
 static void snapshot_free(snapshot *s)
@@ -169,6 +170,17 @@ static int snapshot_read(const ak_keystore *ks, snapshot *s, ak_err *e)
     if (rc == 1)
         return 0; /* no file yet: an empty keystore */
     rc = p12_load(buf, len, ks->pass, ks->passlen, &s->entries, &s->foreign, e);
+    /* No password given and the empty one fails: a MetricsHub keystore has its fixed one. */
+    if (rc != 0 && e->code == AK_EBADPASSWORD && ks->passlen == 0) {
+        ak_err e2;
+        if (p12_load(buf, len, AK_METRICSHUB_STORE_PASSWORD, strlen(AK_METRICSHUB_STORE_PASSWORD),
+                     &s->entries, &s->foreign, &e2) == 0) {
+            rc = 0;
+            s->metricshub_pass = 1;
+        } else if (e2.code != AK_EBADPASSWORD) {
+            *e = e2;
+        }
+    }
     free(buf);
     if (rc != 0)
         return fail_on(e, "read", ks->path);
@@ -187,6 +199,7 @@ static int snapshot_adopt(ak_keystore *ks, snapshot *s, ak_err *e)
     ks->entries = s->entries;
     ks->foreign = s->foreign;
     ks->stamp = s->stamp;
+    ks->metricshub_pass = s->metricshub_pass;
     return 0;
 }
 
@@ -214,19 +227,27 @@ int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t pa
     return 0;
 }
 
+int keystore_stamp_changed(ak_keystore *ks, ak_stamp *now, ak_err *e)
+{
+    if (storage_stamp(ks->path, now, e) != 0)
+        return -1;
+    if (storage_stamp_equal(now, &ks->stamp))
+        return 0;
+    if (ks->failed && storage_stamp_equal(now, &ks->failed_stamp)) {
+        *e = ks->failed_err;
+        return -1;
+    }
+    return 1;
+}
+
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e)
 {
     ak_stamp now;
     snapshot s;
+    int rc = keystore_stamp_changed(ks, &now, e);
     *changed = 0;
-    if (storage_stamp(ks->path, &now, e) != 0)
-        return -1;
-    if (storage_stamp_equal(&now, &ks->stamp))
-        return 0;
-    if (ks->failed && storage_stamp_equal(&now, &ks->failed_stamp)) {
-        *e = ks->failed_err;
-        return -1;
-    }
+    if (rc <= 0)
+        return rc;
     if (snapshot_read(ks, &s, e) != 0 || snapshot_adopt(ks, &s, e) != 0) {
         ks->failed = 1;
         ks->failed_stamp = now;
@@ -244,7 +265,10 @@ static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
     unsigned char *der = NULL;
     size_t len = 0;
     int rc;
-    if (p12_save(&s->entries, s->foreign, ks->pass, ks->passlen, ks->iter, &der, &len, e) != 0) {
+    /* Written with the password it was read with: MetricsHub must still open its file. */
+    const char *pass = s->metricshub_pass ? AK_METRICSHUB_STORE_PASSWORD : ks->pass;
+    size_t passlen = s->metricshub_pass ? strlen(AK_METRICSHUB_STORE_PASSWORD) : ks->passlen;
+    if (p12_save(&s->entries, s->foreign, pass, passlen, ks->iter, &der, &len, e) != 0) {
         snapshot_free(s);
         return fail_on(e, "write", ks->path);
     }
@@ -262,16 +286,37 @@ static int snapshot_commit(ak_keystore *ks, snapshot *s, ak_err *e)
     return snapshot_adopt(ks, s, e);
 }
 
-/* A new random key (UUID v4, lower case) in key_out, and its hash and hint in rec. */
-static int new_key(char key_out[AK_KEY_LEN + 1], ak_record *rec, ak_err *e)
+/*
+ * A new key: 16 bytes from OpenSSL's generator with the version (4) and variant (10) bits set,
+ * as lower-case UUID text (122 random bits). A failure of the generator is a failure of the
+ * create: no key is made from a weaker source.
+ */
+static int new_key(char key_out[AK_KEY_LEN + 1], ak_err *e)
 {
     uuid_t raw;
-    uuid_generate_random(raw);
+    if (RAND_bytes(raw, (int)sizeof raw) != 1) {
+        size_t used;
+        OPENSSL_cleanse(raw, sizeof raw);
+        ak_fail_ssl(e, AK_ECRYPTO, "cannot make a new key: the random generator failed");
+        used = strlen(e->msg);
+        snprintf(e->msg + used, sizeof e->msg - used,
+                 "; the system's random source may be blocked or not ready yet; nothing was "
+                 "written");
+        return -1;
+    }
+    raw[6] = (unsigned char)((raw[6] & 0x0f) | 0x40);
+    raw[8] = (unsigned char)((raw[8] & 0x3f) | 0x80);
     uuid_unparse_lower(raw, key_out);
     OPENSSL_cleanse(raw, sizeof raw);
-    memcpy(rec->hint, key_out + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
+    return 0;
+}
+
+/* The hint and hash of a new key, into rec. */
+static int key_record(const char key[AK_KEY_LEN + 1], ak_record *rec, ak_err *e)
+{
+    memcpy(rec->hint, key + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
     rec->hint[AK_HINT_LEN] = '\0';
-    if (hash_key(key_out, AK_KEY_LEN, rec->hash) != 0)
+    if (hash_key(key, AK_KEY_LEN, rec->hash) != 0)
         return ak_fail(e, AK_ECRYPTO, "cannot hash the new key");
     return 0;
 }
@@ -292,6 +337,10 @@ int keystore_create_scoped(ak_keystore *ks, const char *alias, size_t alias_len,
     ak_record rec;
     int rc = -1;
 
+    long other;
+
+    /* The rules for a new alias (alias_check) are the API's to apply: this takes any alias the
+     * file format holds, as other tools write them. */
     if (alias_len == 0 || alias_len > AK_ALIAS_MAX || memchr(alias, '\0', alias_len) != NULL)
         return ak_fail(e, AK_EINVALID, "an alias is 1 to %d bytes, without NUL", AK_ALIAS_MAX);
     if (scopes != NULL && record_scopes_valid(scopes, scopes_len) != 0)
@@ -299,8 +348,13 @@ int keystore_create_scoped(ak_keystore *ks, const char *alias, size_t alias_len,
                        "scopes are 1 to %d names of 1 to %d letters, digits or ':._-', no two "
                        "alike",
                        AK_SCOPES_MAX, AK_SCOPE_MAX);
-    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+    /* The key first: a generator that fails leaves no trace, not even a lock file. */
+    if (new_key(key_out, e) != 0)
         return -1;
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0) {
+        OPENSSL_cleanse(key_out, AK_KEY_LEN + 1);
+        return -1;
+    }
     if (snapshot_read(ks, &s, e) != 0)
         goto out;
     if (find_alias(&s.entries, alias, alias_len) >= 0) {
@@ -311,12 +365,22 @@ int keystore_create_scoped(ak_keystore *ks, const char *alias, size_t alias_len,
                 (int)alias_len, alias, ks->path);
         goto out;
     }
+    other = find_alias(foreign_names(s.foreign), alias, alias_len);
+    if (other >= 0) {
+        ak_kind kind = foreign_names(s.foreign)->v[other].kind;
+        snapshot_free(&s);
+        ak_fail(e, AK_EEXISTS,
+                "alias '%.*s' is taken in %s by %s (aliases ignore case, as Java's); choose "
+                "another alias",
+                (int)alias_len, alias, ks->path, kind_name(kind));
+        goto out;
+    }
     memset(&rec, 0, sizeof rec);
     rec.created = created;
     rec.expires = expires;
     rec.scopes = scopes;
     rec.scopes_len = scopes != NULL ? scopes_len : 0;
-    if (new_key(key_out, &rec, e) != 0 ||
+    if (key_record(key_out, &rec, e) != 0 ||
         entries_push(&s.entries, alias, alias_len, &rec, e) != 0) {
         snapshot_free(&s);
         goto out;
@@ -330,11 +394,12 @@ out:
     return rc;
 }
 
-int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err *e)
+int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
+                    size_t *stored_len, ak_err *e)
 {
     ak_lock lk;
     snapshot s;
-    long i;
+    long i, other;
     int rc = -1;
 
     if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
@@ -343,12 +408,55 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, ak_err
         goto out;
     i = find_alias(&s.entries, alias, alias_len);
     if (i < 0) {
+        other = find_alias(foreign_names(s.foreign), alias, alias_len);
+        if (other >= 0)
+            ak_fail(e, AK_ENOTFOUND,
+                    "that alias is %s in %s, not an API key; apikey does not remove it",
+                    kind_name(foreign_names(s.foreign)->v[other].kind), ks->path);
+        else
+            ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len,
+                    alias, ks->path);
         snapshot_free(&s);
-        ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len, alias,
-                ks->path);
         goto out;
     }
+    memcpy(stored, s.entries.v[i].alias, s.entries.v[i].alias_len + 1);
+    *stored_len = s.entries.v[i].alias_len;
     remove_alias(&s.entries, alias, alias_len);
+    rc = snapshot_commit(ks, &s, e);
+out:
+    storage_unlock(&lk);
+    return rc;
+}
+
+int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e)
+{
+    ak_lock lk;
+    snapshot s;
+    int rc = -1;
+
+    *count = 0;
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+        return -1;
+    if (snapshot_read(ks, &s, e) != 0)
+        goto out;
+    for (size_t i = 0; i < s.entries.n; i++) {
+        ak_entry *en = &s.entries.v[i];
+        if (en->kind != AK_KIND_METRICSHUB)
+            continue;
+        /* Same alias, hash and expiry; the key itself leaves the file with its bag. */
+        OPENSSL_cleanse(en->bag, en->bag_len);
+        free(en->bag);
+        en->bag = NULL;
+        en->bag_len = 0;
+        en->kind = AK_KIND_APIKEY;
+        en->rec.created = now;
+        (*count)++;
+    }
+    if (*count == 0) {
+        snapshot_free(&s);
+        rc = 0;
+        goto out;
+    }
     rc = snapshot_commit(ks, &s, e);
 out:
     storage_unlock(&lk);
@@ -490,7 +598,7 @@ int keystore_rotate(ak_keystore *ks, const char *alias, size_t alias_len, int64_
     for (size_t j = s.entries.n; j-- > 0;) {
         const ak_entry *en = &s.entries.v[j];
         if (en->rec.rotated && record_expired(&en->rec, now) &&
-            ascii_equal_fold(en->alias, en->alias_len, alias, alias_len))
+            alias_equal(en->alias, en->alias_len, alias, alias_len))
             entries_remove(&s.entries, j);
     }
     i = find_live(&s.entries, alias, alias_len);
@@ -514,7 +622,7 @@ int keystore_rotate(ak_keystore *ks, const char *alias, size_t alias_len, int64_
     rec.expires = keep_expiry ? rec.expires : expires;
     rec.rotated = 0;
     rec.grace_end = 0;
-    if (new_key(key_out, &rec, e) != 0 ||
+    if (new_key(key_out, e) != 0 || key_record(key_out, &rec, e) != 0 ||
         entries_push(&s.entries, s.entries.v[i].alias, s.entries.v[i].alias_len, &rec, e) != 0) {
         snapshot_free(&s);
         goto out;
@@ -542,8 +650,7 @@ int keystore_unrotate(ak_keystore *ks, const char *key, size_t len, ak_err *e)
         return -1;
     for (size_t j = 0; j < s.entries.n; j++) {
         const ak_entry *en = &s.entries.v[j], *new = &s.entries.v[i];
-        if (en->rec.rotated &&
-            ascii_equal_fold(en->alias, en->alias_len, new->alias, new->alias_len) &&
+        if (en->rec.rotated && alias_equal(en->alias, en->alias_len, new->alias, new->alias_len) &&
             (last < 0 || en->rec.grace_end > s.entries.v[last].rec.grace_end))
             last = (long)j;
     }
@@ -553,6 +660,24 @@ int keystore_unrotate(ak_keystore *ks, const char *key, size_t len, ak_err *e)
     rc = snapshot_commit(ks, &s, e);
     storage_unlock(&lk);
     return rc;
+}
+
+void keystore_take(ak_keystore *ks, ak_keystore *from)
+{
+    ak_entries entries = ks->entries;
+    ak_foreign *foreign = ks->foreign;
+    uint32_t *slots = ks->slots;
+    size_t nslots = ks->nslots;
+    ks->entries = from->entries;
+    ks->foreign = from->foreign;
+    ks->slots = from->slots;
+    ks->nslots = from->nslots;
+    ks->stamp = from->stamp;
+    ks->failed = 0;
+    from->entries = entries;
+    from->foreign = foreign;
+    from->slots = slots;
+    from->nslots = nslots;
 }
 
 void keystore_close(ak_keystore *ks)

@@ -24,6 +24,7 @@
 struct ak_foreign {
     STACK_OF(PKCS7) *cis; /* ContentInfos that hold none of our bags, as they were read */
     ak_bytes bags;        /* DER SafeBags that shared a ContentInfo with ours, back to back */
+    ak_entries names;     /* the aliases of every bag of theirs that was read, with kinds */
 };
 
 typedef struct {
@@ -32,7 +33,7 @@ typedef struct {
     int passlen;
     ak_entries entries;
     ak_foreign *foreign;
-    long kdf_budget; /* key derivation iterations this load may still run */
+    long kdf_budget; /* iterations left once kdf_plan charged each derivation, for retries */
 } loader;
 
 void foreign_free(ak_foreign *f)
@@ -41,36 +42,44 @@ void foreign_free(ak_foreign *f)
         return;
     sk_PKCS7_pop_free(f->cis, PKCS7_free);
     OPENSSL_clear_free(f->bags.p, f->bags.cap);
+    entries_clear(&f->names);
     OPENSSL_free(f);
+}
+
+const ak_entries *foreign_names(const ak_foreign *f)
+{
+    return f != NULL ? &f->names : NULL;
 }
 
 /* ---- reading ----------------------------------------------------------------------------- */
 
 /*
- * Decrypts an encryptedData ContentInfo with the password, in the form the MAC verified and
- * then the other empty form (an old PKCS#12 KDF gives different keys for "" and NULL, and a
+ * Decrypts encryptedData ContentInfo number ci with the password, in the form the MAC verified
+ * and then the other empty form (the PKCS#12 KDF gives different keys for "" and NULL, and a
  * file may mix them). 0 with the plaintext; 1 when no form decrypts it (another password, or
- * a cipher this OpenSSL lacks, such as the RC2 of old Java and OpenSSL files): the caller
- * keeps the content unopened; -1 when the ContentInfo is malformed; -2 when its key
- * derivation asks for fewer than 1 iteration, or for more than the load has left to run
- * (kdf_charge: a key derivation it would not run also leaves the content unopened).
+ * a cipher this OpenSSL lacks, such as the RC2 of old Java and OpenSSL files) or its key
+ * derivation is not one a load runs (kdf_opens): the caller keeps the content unopened; -1
+ * when the ContentInfo is malformed; -2 with e when the other form would take more key
+ * derivation than the load has left (the first was charged by kdf_plan).
  */
-static int decrypt_content(loader *ld, const PKCS7 *p7, unsigned char **plain, size_t *plainlen)
+static int decrypt_content(loader *ld, const PKCS7 *p7, int ci, unsigned char **plain,
+                           size_t *plainlen, ak_err *e)
 {
     const PKCS7_ENC_CONTENT *ec = p7->d.encrypted != NULL ? p7->d.encrypted->enc_data : NULL;
 
     if (ec == NULL || ec->algorithm == NULL || ec->enc_data == NULL)
         return -1;
+    if (!kdf_opens(ec->algorithm))
+        return 1;
     for (int f = 0; f < ld->nforms; f++) {
         unsigned char *out = NULL;
         int n = 0;
-        switch (kdf_charge(&ld->kdf_budget, ec->algorithm)) {
-        case 0:
-            break;
-        case -2:
-            return -2;
-        default:
-            return 1;
+        if (f > 0) {
+            int r = kdf_charge_retry(&ld->kdf_budget, ec->algorithm, ci, e);
+            if (r < 0)
+                return -2;
+            if (r > 0)
+                break;
         }
         if (PKCS12_pbe_crypt_ex(ec->algorithm, ld->forms[f], ld->passlen, ec->enc_data->data,
                                 ec->enc_data->length, &out, &n, 0, NULL, NULL) == NULL)
@@ -112,21 +121,19 @@ static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
         if (p7->d.data == NULL)
             return ak_fail(e, AK_ECORRUPT, "content %d has no data", i + 1);
         ours = safebags_read(p7->d.data->data, (size_t)p7->d.data->length, i + 1, &ld->entries,
-                             &ld->foreign->bags, &nbags, e);
+                             &ld->foreign->bags, &ld->foreign->names, &ld->kdf_budget, &nbags, e);
         break;
     case NID_pkcs7_encrypted: {
         unsigned char *plain = NULL;
         size_t n = 0;
-        int r = decrypt_content(ld, p7, &plain, &n);
+        int r = decrypt_content(ld, p7, i + 1, &plain, &n, e);
         if (r == -2)
-            return ak_fail(e, AK_ECORRUPT,
-                           "content %d: its encryption asks for an iteration count outside 1 to "
-                           "%ld in all; the file is damaged or was made to stall apikey",
-                           i + 1, (long)AK_KDF_BUDGET);
+            return -1;
         if (r < 0)
             return ak_fail(e, AK_ECORRUPT, "content %d: its encrypted data is missing", i + 1);
         if (r == 0) {
-            ours = safebags_read(plain, n, i + 1, &ld->entries, &ld->foreign->bags, &nbags, e);
+            ours = safebags_read(plain, n, i + 1, &ld->entries, &ld->foreign->bags,
+                                 &ld->foreign->names, &ld->kdf_budget, &nbags, e);
             OPENSSL_clear_free(plain, n);
         }
         break;
@@ -174,22 +181,18 @@ static PKCS12 *parse_pfx(const unsigned char *buf, size_t len, ak_err *e)
     return p12;
 }
 
-/* Verifies the MAC and leaves in ld->forms the password forms to decrypt with. */
-static int check_mac(loader *ld, PKCS12 *p12, const char *pass, ak_err *e)
+/*
+ * Verifies the MAC, whose first try kdf_plan charged, and leaves in ld->forms the password
+ * forms to decrypt with. With the empty password, the other form is tried when it derives
+ * another key (the classic MAC; not PBMAC1's PBKDF2) and the budget has room for it.
+ */
+static int check_mac(loader *ld, PKCS12 *p12, const kdf_mac *mac, const char *pass, ak_err *e)
 {
-    const ASN1_INTEGER *iter = NULL;
-
-    if (!PKCS12_mac_present(p12))
-        return ak_fail(e, AK_ECORRUPT, "it has no integrity check (MAC), which apikey requires");
-    PKCS12_get0_mac(NULL, NULL, NULL, &iter, p12);
-    if (iter != NULL) {
-        long n = ASN1_INTEGER_get(iter);
-        ERR_clear_error();
-        if (n < 1 || n > AK_ITER_MAX)
-            return ak_fail(e, AK_ECORRUPT,
-                           "its integrity check (MAC) asks for %ld iterations, outside 1 to %ld", n,
-                           AK_ITER_MAX);
-    }
+    if (mac->pbmac1 && OpenSSL_version_num() < 0x30400000L)
+        return ak_fail(e, AK_ECORRUPT,
+                       "its integrity check is a PBMAC1 MAC (RFC 9579), which this OpenSSL (%s) "
+                       "cannot check; OpenSSL 3.4 or later can",
+                       OpenSSL_version(OPENSSL_VERSION_STRING));
     if (ld->passlen > 0) {
         ld->forms[0] = pass;
         ld->nforms = 1;
@@ -201,11 +204,21 @@ static int check_mac(loader *ld, PKCS12 *p12, const char *pass, ak_err *e)
         ld->forms[1] = NULL;
         if (PKCS12_verify_mac(p12, "", 0))
             return 0;
-        ld->forms[0] = NULL;
-        ld->forms[1] = "";
-        if (PKCS12_verify_mac(p12, NULL, 0)) {
-            ERR_clear_error();
-            return 0;
+        if (!mac->pbmac1) { /* PBKDF2 derives from NULL the key it derived from "" */
+            if (mac->iter > ld->kdf_budget)
+                return ak_fail(e, AK_EBADPASSWORD,
+                               "wrong password, or the file is damaged (its integrity check "
+                               "failed with the empty password as \"\"; trying no password would "
+                               "take %ld more key derivation iterations, over the %ld left of the "
+                               "%ld one load may run)",
+                               mac->iter, ld->kdf_budget, (long)AK_KDF_BUDGET);
+            ld->kdf_budget -= mac->iter;
+            ld->forms[0] = NULL;
+            ld->forms[1] = "";
+            if (PKCS12_verify_mac(p12, NULL, 0)) {
+                ERR_clear_error();
+                return 0;
+            }
         }
     }
     if (ERR_peek_error() != 0) /* not a mismatch: the MAC could not be computed */
@@ -218,6 +231,7 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
              ak_entries *out, ak_foreign **foreign, ak_err *e)
 {
     loader ld;
+    kdf_mac mac;
     PKCS12 *p12 = NULL;
     STACK_OF(PKCS7) *cis = NULL;
     int rc = -1;
@@ -237,14 +251,22 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
         goto done;
     }
     p12 = parse_pfx(buf, len, e);
-    if (p12 == NULL || check_mac(&ld, p12, pass, e) != 0)
+    if (p12 == NULL)
         goto done;
+    if (!PKCS12_mac_present(p12)) {
+        ak_fail(e, AK_ECORRUPT, "it has no integrity check (MAC), which apikey requires");
+        goto done;
+    }
+    /* Decoded before the MAC is checked (no key derivation in that) so that every derivation
+     * the file asks for is counted before any runs. */
     cis = PKCS12_unpack_authsafes(p12);
     if (cis == NULL) {
         ERR_clear_error();
         ak_fail(e, AK_ECORRUPT, "not a PKCS#12 keystore: its list of contents is malformed");
         goto done;
     }
+    if (kdf_plan(&ld.kdf_budget, p12, cis, &mac, e) != 0 || check_mac(&ld, p12, &mac, pass, e) != 0)
+        goto done;
     PKCS12_free(p12);
     p12 = NULL;
     for (int i = 0; i < sk_PKCS7_num(cis); i++) {
@@ -253,7 +275,7 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
     }
     *out = ld.entries;
     memset(&ld.entries, 0, sizeof ld.entries);
-    if (ld.foreign->cis != NULL || ld.foreign->bags.len > 0) {
+    if (ld.foreign->cis != NULL || ld.foreign->bags.len > 0 || ld.foreign->names.n > 0) {
         *foreign = ld.foreign;
         ld.foreign = NULL;
     }

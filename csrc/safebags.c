@@ -13,9 +13,12 @@
 #include <openssl/asn1.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pkcs12.h>
+#include <openssl/x509.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LIST_HDR_MAX 6 /* tag and longest length octets of the SafeContents SEQUENCE */
@@ -29,7 +32,7 @@ typedef struct {
 } oid_der;
 
 typedef struct {
-    oid_der secret_bag, friendly_name, record;
+    oid_der secret_bag, friendly_name, record, key_bag, shrouded_key_bag, cert_bag;
     ASN1_OBJECT *record_obj; /* owns record.p */
 } oids;
 
@@ -38,7 +41,9 @@ typedef struct {
     oids oid;
     ak_entries *entries;
     ak_bytes *kept;
-    int ci; /* the content's number in the file, for messages */
+    ak_entries *names; /* other tools' aliases, with their kinds */
+    long *budget;      /* key derivation iterations the load may still run */
+    int ci;            /* the content's number in the file, for messages */
 } reader;
 
 static int bytes_reserve(ak_bytes *b, size_t more)
@@ -68,10 +73,13 @@ static int oids_init(oids *o, ak_err *e)
 {
     const ASN1_OBJECT *sb = OBJ_nid2obj(NID_secretBag);
     const ASN1_OBJECT *fn = OBJ_nid2obj(NID_friendlyName);
+    const ASN1_OBJECT *kb = OBJ_nid2obj(NID_keyBag), *skb = OBJ_nid2obj(NID_pkcs8ShroudedKeyBag);
+    const ASN1_OBJECT *cb = OBJ_nid2obj(NID_certBag);
 
     /* Parsed from the text, so reading and writing need no registered NID. */
     o->record_obj = OBJ_txt2obj(AK_RECORD_OID, 1);
-    if (sb == NULL || fn == NULL || o->record_obj == NULL) {
+    if (sb == NULL || fn == NULL || kb == NULL || skb == NULL || cb == NULL ||
+        o->record_obj == NULL) {
         ASN1_OBJECT_free(o->record_obj);
         o->record_obj = NULL;
         return ak_fail_ssl(e, AK_ECRYPTO, "setting up the PKCS#12 object identifiers failed");
@@ -80,6 +88,12 @@ static int oids_init(oids *o, ak_err *e)
     o->secret_bag.n = OBJ_length(sb);
     o->friendly_name.p = OBJ_get0_data(fn);
     o->friendly_name.n = OBJ_length(fn);
+    o->key_bag.p = OBJ_get0_data(kb);
+    o->key_bag.n = OBJ_length(kb);
+    o->shrouded_key_bag.p = OBJ_get0_data(skb);
+    o->shrouded_key_bag.n = OBJ_length(skb);
+    o->cert_bag.p = OBJ_get0_data(cb);
+    o->cert_bag.n = OBJ_length(cb);
     o->record.p = OBJ_get0_data(o->record_obj);
     o->record.n = OBJ_length(o->record_obj);
     return 0;
@@ -103,14 +117,17 @@ static unsigned char *put_oid(unsigned char *p, const oid_der *oid)
     return p + oid->n;
 }
 
-/* Tells our bags from the others by their first fields. 1 ours, 0 not ours, -1 malformed.
- * Not strict: another tool's bag may be BER, and an indefinite length still starts with its
- * contents. */
+/* Tells our bags from the others. 1: a SecretBag of our record OID; 2: a SecretBag of another
+ * type whose value is one of our records, as another tool that keeps a bag's bytes writes it
+ * back (Java 17 re-tags every SecretBag it rewrites as pkcs8ShroudedKeyBag): ours too,
+ * recognised by content; 0: not ours; -1 malformed. Not strict: another tool's bag may be BER,
+ * and an indefinite length still starts with its contents. */
 static int bag_is_ours(const unsigned char *p, const unsigned char *end, const oids *o)
 {
     const unsigned char *val;
     size_t vlen;
     unsigned tag;
+    ak_record r;
 
     if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_OID)
         return -1;
@@ -126,7 +143,16 @@ static int bag_is_ours(const unsigned char *p, const unsigned char *end, const o
     end = val + vlen;
     if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_OID)
         return -1;
-    return oid_is(val, vlen, &o->record);
+    if (oid_is(val, vlen, &o->record))
+        return 1;
+    /* [0] { OCTET STRING value }, in DER: a value that decodes as a record is ours. */
+    if (der_expect(&p, end, DER_EXPLICIT_0, &val, &vlen) != 0)
+        return 0;
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_OCTET_STRING, &val, &vlen) != 0 || p != end)
+        return 0;
+    return record_decode(val, vlen, &r) == 0 ? 2 : 0;
 }
 
 /* The alias: the first value of the friendlyName attribute, in the bag's attribute SET. */
@@ -212,8 +238,159 @@ corrupt:
     return ak_fail(e, AK_ECORRUPT, "API key bag %d of content %d: %s", bag, rd->ci, why);
 }
 
+/* The alias of another tool's bag (contents [p, end)), with its kind, to rd->names; a bag
+ * without a readable friendlyName has no name to take. 0, or -1 with e (out of memory). */
+static int note_name(reader *rd, const unsigned char *p, const unsigned char *end, ak_err *e)
+{
+    const unsigned char *val, *id;
+    size_t vlen, idlen, alias_len;
+    unsigned tag;
+    char alias[AK_ALIAS_MAX + 1];
+    const char *why;
+    ak_record none;
+    ak_kind kind = AK_KIND_OTHER;
+
+    if (der_next(&p, end, 0, &tag, &id, &idlen) != 0 || tag != DER_OID ||
+        der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_EXPLICIT_0 ||
+        der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_SET ||
+        read_alias(val, val + vlen, &rd->oid, alias, &alias_len, &why) != 0)
+        return 0;
+    if (oid_is(id, idlen, &rd->oid.secret_bag))
+        kind = AK_KIND_SECRET;
+    else if (oid_is(id, idlen, &rd->oid.key_bag) || oid_is(id, idlen, &rd->oid.shrouded_key_bag))
+        kind = AK_KIND_PRIVATE;
+    else if (oid_is(id, idlen, &rd->oid.cert_bag))
+        kind = AK_KIND_CERT;
+    memset(&none, 0, sizeof none);
+    if (entries_push(rd->names, alias, alias_len, &none, e) != 0)
+        return -1;
+    rd->names->v[rd->names->n - 1].kind = kind;
+    return 0;
+}
+
+/* The key text of a MetricsHub key, "KEY" or "KEY__EXPIRY" (LocalDateTime.toString()), into
+ * rec: its hash, hint and expiry. 0, or -1 when it is not of that form. */
+static int metricshub_record(const unsigned char *text, size_t len, ak_record *rec)
+{
+    char key[AK_KEY_LEN];
+    int rc = -1;
+
+    if (len < AK_KEY_LEN ||
+        (len > AK_KEY_LEN && (len < AK_KEY_LEN + 2 || memcmp(text + AK_KEY_LEN, "__", 2) != 0)))
+        return -1;
+    for (size_t i = 0; i < AK_KEY_LEN; i++) {
+        char c = (char)text[i];
+        int dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            goto done;
+        key[i] = c;
+    }
+    memset(rec, 0, sizeof *rec);
+    rec->created = AK_NO_EXPIRY;
+    rec->expires = AK_NO_EXPIRY;
+    if (len > AK_KEY_LEN && time_parse_java_local((const char *)text + AK_KEY_LEN + 2,
+                                                  len - AK_KEY_LEN - 2, &rec->expires) != 0)
+        goto done;
+    memcpy(rec->hint, key + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
+    if (EVP_Digest(key, AK_KEY_LEN, rec->hash, NULL, EVP_sha256(), NULL) != 1)
+        goto done;
+    rc = 0;
+done:
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
+/* A SecretBag of MetricsHub's, [bag, bag + len), contents [p, end): its alias folded starts
+ * with "api_key:", its value is an EncryptedPrivateKeyInfo that decrypts with MetricsHub's
+ * entry password to a PKCS#8 whose key is "KEY" or "KEY__EXPIRY". 1 and the entry added; 0
+ * when it is not one (another tool's bag); -1 with e. */
+static int read_metricshub_bag(reader *rd, const unsigned char *bag, size_t len,
+                               const unsigned char *p, const unsigned char *end, ak_err *e)
+{
+    const unsigned char *val, *attrs, *epki, *q;
+    size_t vlen, attrslen, epkilen, alias_len, folded_len = 0, plen = strlen(AK_METRICSHUB_PREFIX);
+    unsigned tag;
+    char alias[AK_ALIAS_MAX + 1], *folded = NULL;
+    const char *why;
+    X509_SIG *sig = NULL;
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    const X509_ALGOR *alg;
+    const unsigned char *text;
+    int textlen, rc = 0;
+    ak_record rec;
+    ak_entry *en;
+
+    if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_OID ||
+        !oid_is(val, vlen, &rd->oid.secret_bag) ||
+        der_expect(&p, end, DER_EXPLICIT_0, &val, &vlen) != 0 ||
+        der_expect(&p, end, DER_SET, &attrs, &attrslen) != 0 || p != end ||
+        read_alias(attrs, attrs + attrslen, &rd->oid, alias, &alias_len, &why) != 0)
+        return 0;
+    folded = alias_fold(alias, alias_len, &folded_len);
+    if (folded == NULL || folded_len <= plen || folded_len - plen > AK_ALIAS_MAX ||
+        memcmp(folded, AK_METRICSHUB_PREFIX, plen) != 0)
+        goto done;
+    /* [0] { SEQUENCE { type, [0] { OCTET STRING EncryptedPrivateKeyInfo } } } */
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_SEQUENCE, &val, &vlen) != 0)
+        goto done;
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_OID, &val, &vlen) != 0 ||
+        der_expect(&p, end, DER_EXPLICIT_0, &val, &vlen) != 0)
+        goto done;
+    p = val;
+    end = val + vlen;
+    if (der_expect(&p, end, DER_OCTET_STRING, &epki, &epkilen) != 0 || epkilen > LONG_MAX)
+        goto done;
+    q = epki;
+    sig = d2i_X509_SIG(NULL, &q, (long)epkilen);
+    if (sig == NULL)
+        goto done;
+    X509_SIG_get0(sig, &alg, NULL);
+    switch (kdf_charge(rd->budget, alg)) {
+    case 0:
+        break;
+    case -2:
+        rc = ak_fail(e, AK_ECORRUPT,
+                     "content %d: its MetricsHub keys ask for more key derivation than %ld "
+                     "iterations in all; the file is damaged or was made to stall apikey",
+                     rd->ci, (long)AK_KDF_BUDGET);
+        goto done;
+    default:
+        goto done;
+    }
+    p8 =
+        PKCS8_decrypt(sig, AK_METRICSHUB_ENTRY_PASSWORD, (int)strlen(AK_METRICSHUB_ENTRY_PASSWORD));
+    if (p8 == NULL || !PKCS8_pkey_get0(NULL, &text, &textlen, NULL, p8) || textlen < 0 ||
+        metricshub_record(text, (size_t)textlen, &rec) != 0)
+        goto done;
+    if (entries_push(rd->entries, folded + plen, folded_len - plen, &rec, e) != 0) {
+        rc = -1;
+        goto done;
+    }
+    en = &rd->entries->v[rd->entries->n - 1];
+    en->kind = AK_KIND_METRICSHUB;
+    en->bag = malloc(len);
+    if (en->bag == NULL) {
+        rc = ak_fail(e, AK_ENOMEM, "out of memory");
+        goto done;
+    }
+    memcpy(en->bag, bag, len);
+    en->bag_len = len;
+    rc = 1;
+done:
+    ERR_clear_error();
+    OPENSSL_cleanse(&rec, sizeof rec);
+    PKCS8_PRIV_KEY_INFO_free(p8);
+    X509_SIG_free(sig);
+    free(folded);
+    return rc;
+}
+
 /* SafeBag n, whole [bag, bag + len), contents [p, end): ours to rd->entries, another
- * tool's to rd->kept. 1 if ours, 0 if not, -1 with e. */
+ * tool's to rd->kept (and its alias to rd->names). 1 if ours, 0 if not, -1 with e. */
 static int read_bag(reader *rd, const unsigned char *bag, size_t len, const unsigned char *p,
                     const unsigned char *end, int n, ak_err *e)
 {
@@ -221,13 +398,22 @@ static int read_bag(reader *rd, const unsigned char *bag, size_t len, const unsi
 
     switch (bag_is_ours(p, end, &rd->oid)) {
     case 1:
+    case 2:
         return read_our_bag(rd, p, end, n, e) == 0 ? 1 : -1;
     case 0:
+        switch (read_metricshub_bag(rd, bag, len, p, end, e)) {
+        case 1:
+            return 1;
+        case -1:
+            return -1;
+        default:
+            break;
+        }
         if (bytes_reserve(kept, len) != 0)
             return ak_fail(e, AK_ENOMEM, "out of memory");
         memcpy(kept->p + kept->len, bag, len);
         kept->len += len;
-        return 0;
+        return note_name(rd, p, end, e);
     default:
         return ak_fail(e, AK_ECORRUPT, "bag %d of content %d is malformed", n, rd->ci);
     }
@@ -298,9 +484,9 @@ static int list_outline(const unsigned char *der, size_t len, const unsigned cha
 }
 
 long safebags_read(const unsigned char *der, size_t len, int ci, ak_entries *entries,
-                   ak_bytes *kept, int *nbags, ak_err *e)
+                   ak_bytes *kept, ak_entries *names, long *budget, int *nbags, ak_err *e)
 {
-    reader rd = {.entries = entries, .kept = kept, .ci = ci};
+    reader rd = {.entries = entries, .kept = kept, .names = names, .budget = budget, .ci = ci};
     size_t mark = kept->len;
     const unsigned char *p = NULL, *end = NULL;
     long ours = 0;
@@ -400,6 +586,13 @@ static int write_list(const ak_entries *in, const ak_bytes *kept, const oids *o,
         const ak_entry *en = &in->v[i];
         unsigned char bmp[2 * AK_ALIAS_MAX], *rec;
         size_t bmplen, reclen, size;
+        if (en->kind == AK_KIND_METRICSHUB && en->bag != NULL) { /* as it was read */
+            if (bytes_reserve(b, en->bag_len) != 0)
+                return ak_fail(e, AK_ENOMEM, "out of memory");
+            memcpy(b->p + b->len, en->bag, en->bag_len);
+            b->len += en->bag_len;
+            continue;
+        }
         if (alias_to_bmp(en->alias, en->alias_len, bmp, &bmplen) != 0)
             return ak_fail(e, AK_EINVALID, "entry %zu: an alias must be 1 to %d bytes of UTF-8",
                            i + 1, AK_ALIAS_MAX);

@@ -2,7 +2,7 @@
 # Builds the core without the Lua binding as $out/libcore.a (each harness links only what it
 # needs) and defines harness_deps NAME, which sets $binding and $libs for a harness:
 # fuzz_verify goes through the Lua binding, so it also needs binding.c and liblua, and the
-# storage it reaches needs libacl and libattr.
+# storage it reaches needs libacl and libattr; every harness needs libunistring (alias.c).
 
 mkdir -p "$out/obj"
 rm -f "$out/obj"/*.o "$out/libcore.a"
@@ -18,9 +18,9 @@ lua_libs=$(pkg-config --libs lua5.4 2>/dev/null || echo -llua5.4)
 
 harness_deps() {
     binding=''
-    libs=''
+    libs='-lunistring'
     if [ "$1" = verify ]; then
         binding="$lua_cflags $root/csrc/binding.c"
-        libs="$lua_libs -lacl -lattr"
+        libs="$lua_libs -lacl -lattr -lunistring"
     fi
 }

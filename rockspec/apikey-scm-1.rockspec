@@ -1,8 +1,11 @@
 -- apikey: API keys kept as SHA-256 hashes in a PKCS#12 keystore; a Lua module and a command.
 --
---   luarocks --lua-version 5.4 make rockspec/apikey-scm-1.rockspec      (from the repository)
+--   luarocks --lua-version 5.4 make --deps-mode=none rockspec/apikey-scm-1.rockspec
+--                                                  (from the repository, as README says)
 --
--- argparse and dkjson may come from Debian (lua-argparse, lua-dkjson): see README.
+-- The module builds for Lua 5.1 (LuaJIT), 5.3 and 5.4; the apikey command runs on 5.4.
+-- The dependencies are named as on LuaRocks; on Debian they may come from its packages
+-- (lua5.4, lua-argparse, lua-dkjson), hence --deps-mode=none: see README.
 rockspec_format = "3.0"
 package = "apikey"
 version = "scm-1"
@@ -19,13 +22,14 @@ description = {
    ]],
 }
 dependencies = {
-   "lua >= 5.4",
+   "lua >= 5.1, < 5.5",
    "argparse",
    "dkjson",
 }
 external_dependencies = {
    OPENSSL = { header = "openssl/evp.h", library = "crypto" },
    UUID = { header = "uuid/uuid.h", library = "uuid" },
+   UNISTRING = { header = "unicase.h", library = "unistring" },
 }
 build = {
    type = "cmake",

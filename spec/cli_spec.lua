@@ -212,6 +212,8 @@ describe("apikey list", function()
         assert.same({ "", 0 }, { err, code })
         assert.equal("evil\\x1B[2Jalias ********************" .. key:sub(-4) .. " (No expiration)\n", out)
         assert.same({ "evil\\x1B[2Jalias\n", "", 0 }, { run { "verify", key, "--keystore", ks } })
+        assert.same({ "API key 'evil\\x1B[2Jalias' has been revoked.\n", "", 0 },
+            { run { "revoke", "EVIL\27[2JALIAS", "--keystore", ks } })
     end)
 
     it("prints dates in local time", function()
@@ -287,10 +289,10 @@ describe("apikey revoke", function()
             (run { "list", "--keystore", ks }))
     end)
 
-    it("finds the alias regardless of case", function()
+    it("finds the alias regardless of case, and prints it as stored", function()
         local ks = keystore(finally)
         create(ks, "mcp-openai")
-        assert.same({ "API key 'MCP-OpenAI' has been revoked.\n", "", 0 }, { run { "revoke", "MCP-OpenAI", "--keystore", ks } })
+        assert.same({ "API key 'mcp-openai' has been revoked.\n", "", 0 }, { run { "revoke", "MCP-OpenAI", "--keystore", ks } })
         assert.equal("No API keys found.\n", (run { "list", "--keystore", ks }))
     end)
 

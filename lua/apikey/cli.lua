@@ -57,7 +57,7 @@ local function build_parser(default_keystore)
     create:argument("alias", "A name for the key, unique without regard to case.")
     create:mutex(
         create:option("--expires-on", "Expiry date, YYYY-MM-DDThh:mm:ss in local time, or "
-            .. "with Z or +hh:mm.")
+            .. "with Z or +hh:mm; seconds optional, a fraction dropped.")
             :argname("DATETIME"),
         create:option("--expires-in", "Expiry after a duration: a number and s, m, h, d or w "
             .. "(e.g. 90d).")
@@ -91,6 +91,13 @@ local function build_parser(default_keystore)
     revoke:option("--key", "Revoke the alias of a key read from standard input (only '-' is "
         .. "taken: a key on the command line would show in the process list).")
         :argname("-")
+
+    local migrate = parser:command("migrate", "Turn every MetricsHub key of the keystore into "
+        .. "an apikey key (same alias, key and expiry), so that no key stays in the file in the "
+        .. "clear. MetricsHub's own server reads its own entries only: after this, check keys "
+        .. "with apikey, not with MetricsHub's server.")
+    common(migrate)
+    migrate:flag("--dry-run", "Print what would be migrated, change nothing.")
 
     local verify = parser:command("verify", "Check a key: print its alias, or why it is refused.")
     common(verify)
@@ -151,7 +158,7 @@ local function list_json(entries)
         out[i] = {
             alias = e.alias,
             hint = e.hint,
-            created = apikey.format_utc(e.created),
+            created = e.created and apikey.format_utc(e.created) or json.null,
             expires = e.expires and apikey.format_utc(e.expires) or json.null,
             expired = e.expired,
             scopes = e.scopes or json.null,
@@ -381,14 +388,56 @@ function commands.revoke(ks, args, out)
     end
     local ok, msg, code = ks:revoke(args.alias)
     if ok then
-        out:say(("API key '%s' has been revoked."):format(args.alias))
+        -- The alias as stored (`revoke MCP-Claude` revokes `mcp-claude`), escaped as list does.
+        out:say(("API key '%s' has been revoked."):format(printable(msg, true)))
         out:warn(ks:warning())
         return 0
+    elseif code == "notfound" and msg:find(", not an API key;", 1, true) then
+        -- a certificate or another tool's key: say which, and that it stays
+        out:complain(("No API key found with alias '%s': %s"):format(printable(args.alias), msg))
+        return 1
     elseif code == "notfound" then
         out:complain(("No API key found with alias '%s'."):format(printable(args.alias)))
         return 1
     end
     return out:fail(msg, code)
+end
+
+function commands.migrate(ks, args, out)
+    local entries, msg, code = ks:list()
+    if not entries then
+        return out:fail(msg, code)
+    end
+    local verb = args.dry_run and "Would migrate" or "Migrated"
+    local lines = {}
+    for _, e in ipairs(entries) do
+        if e.kind == "metricshub" then
+            lines[#lines + 1] = ("%s MetricsHub API key '%s' %s (%s)"):format(verb,
+                printable(e.alias, true), e.masked, expiry_text(e))
+        end
+    end
+    if not args.dry_run and #lines > 0 then
+        local n
+        n, msg, code = ks:migrate()
+        if not n then
+            return out:fail(msg, code)
+        end
+        if n ~= #lines then -- another writer changed the file in between: say what was done
+            lines = {}
+        end
+        for _, line in ipairs(lines) do
+            out:say(line)
+        end
+        out:say(("%d MetricsHub API key%s migrated."):format(n, n == 1 and "" or "s"))
+        out:warn(ks:warning())
+        return 0
+    end
+    for _, line in ipairs(lines) do
+        out:say(line)
+    end
+    out:say(("%d MetricsHub API key%s %s."):format(#lines, #lines == 1 and "" or "s",
+        args.dry_run and "would be migrated; nothing was changed" or "migrated"))
+    return 0
 end
 
 function commands.verify(ks, args, out)

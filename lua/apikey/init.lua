@@ -5,6 +5,9 @@
 -- Misuse (a wrong argument type) raises; a failure the caller must handle returns
 -- nil, message, code.
 local core = require "apikey.core"
+-- math.type and utf8 on Lua 5.1 (LuaJIT) too: Lua's own on 5.3 and later
+local compat = require "apikey.compat"
+local math, utf8 = compat.math, compat.utf8
 
 local apikey = {
     version = core.version,
@@ -33,22 +36,16 @@ local function is_integer(v)
     return math.type(v) == "integer"
 end
 
--- Code points that would make a listing lie or break: C0 and C1 controls, line and
--- paragraph separators, and the bidirectional overrides and marks.
-local function is_control(c)
-    return c < 0x20 or (c >= 0x7F and c <= 0x9F) or c == 0x061C or c == 0x200E or c == 0x200F
-        or (c >= 0x2028 and c <= 0x202E) or (c >= 0x2066 and c <= 0x2069)
-end
-
-local function is_blank(c)
-    return c == 0x20 or c == 0xA0 or c == 0x1680 or (c >= 0x2000 and c <= 0x200B)
-        or c == 0x202F or c == 0x205F or c == 0x3000 or c == 0xFEFF
-end
+-- Code points that would make a listing lie or break (controls, line and paragraph separators,
+-- bidirectional controls) or that show nothing (default-ignorable and format characters):
+-- the core's rule, from the Unicode properties.
+local hidden = core.hidden
 
 --- Text from a user made fit for one line of a message: control characters, bidirectional
 -- overrides and bytes that are not UTF-8 are escaped (\x1B, \u{202E}), and text longer than
 -- any alias is cut with "...". Text shaped like a key is masked as `list` masks keys, so a key
--- pasted in the wrong place is not echoed into a terminal's scrollback or a log.
+-- pasted in the wrong place is not echoed into a terminal's scrollback or a log. Invisible
+-- characters (U+200B, U+FEFF, ...) are escaped too, so that two names never look the same.
 local H = "%x"
 local KEY_SHAPE = H:rep(8) .. "%-" .. H:rep(4) .. "%-" .. H:rep(4) .. "%-" .. H:rep(4) .. "%-"
     .. H:rep(8) .. "(" .. H:rep(4) .. ")"
@@ -66,7 +63,7 @@ function apikey.printable(s, keep_keys)
         local piece
         if #ch == len and utf8.len(ch) == 1 then
             local c = utf8.codepoint(ch)
-            if not is_control(c) then
+            if not hidden(c) then
                 piece = ch
             elseif c < 0x80 then
                 piece = ("\\x%02X"):format(c)
@@ -88,31 +85,33 @@ function apikey.printable(s, keep_keys)
 end
 local printable = apikey.printable
 
+-- What each fault of an alias (core.check_alias, where the rules are) tells the user.
+local ALIAS_FAULTS = {
+    empty = "the alias is empty; give a name such as ci-bot",
+    long = "the alias is %d bytes long; the limit is %d",
+    utf8 = "the alias '%s' is not valid UTF-8",
+    control = "the alias '%s' contains the control character U+%04X; use printable characters only",
+    invisible = "the alias '%s' contains the invisible character U+%04X; use visible characters only",
+    blank = "the alias '%s' starts or ends with a blank; remove it",
+    key = "the alias '%s' is shaped like an API key; an alias is a name, and a key pasted there "
+        .. "would be kept in the clear",
+    reserved = "the alias '%s' starts with api_key:, the prefix of MetricsHub's own keys; choose "
+        .. "another alias",
+}
+
 --- Checks an alias; returns true, or nil and a message.
 local function check_alias(alias)
-    if alias == "" then
-        return nil, "the alias is empty; give a name such as ci-bot"
+    local ok, fault, cp = core.check_alias(alias)
+    if ok then
+        return true
+    elseif fault == "empty" then
+        return nil, ALIAS_FAULTS.empty
+    elseif fault == "long" then
+        return nil, ALIAS_FAULTS.long:format(#alias, ALIAS_MAX)
+    elseif fault == "control" or fault == "invisible" then
+        return nil, ALIAS_FAULTS[fault]:format(printable(alias), cp)
     end
-    if #alias > ALIAS_MAX then
-        return nil, ("the alias is %d bytes long; the limit is %d"):format(#alias, ALIAS_MAX)
-    end
-    if not utf8.len(alias) then
-        return nil, ("the alias '%s' is not valid UTF-8"):format(printable(alias))
-    end
-    local first, last
-    for _, c in utf8.codes(alias) do
-        if is_control(c) then
-            return nil, ("the alias '%s' contains the control character U+%04X; use printable "
-                .. "characters only"):format(printable(alias), c)
-        end
-        first = first or c
-        last = c
-    end
-    if is_blank(first) or is_blank(last) then
-        return nil, ("the alias '%s' starts or ends with a blank; remove it")
-            :format(printable(alias))
-    end
-    return true
+    return nil, ALIAS_FAULTS[fault]:format(printable(alias))
 end
 
 --- Parses a duration such as "90d", "12h", "30m", "45s" or "2w" into seconds.
@@ -134,12 +133,20 @@ local function expiry(opts, now, fname)
     end
     local t, shown
     if type(expires) == "string" then
-        t = core.parse_time(expires)
-        if not t then
-            return nil, ("invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally "
-                .. "followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00"):format(printable(expires))
-        end
+        -- As Java's LocalDateTime.parse reads it: seconds and a fraction are optional, and the
+        -- fraction is dropped; a local time in a DST gap or overlap is resolved as Java's
+        -- atZone does. The line printed after a create shows the time stored.
+        local why
+        t, why = core.parse_time(expires)
         shown = printable(expires)
+        if why == "early" then
+            return nil, ("the date %s is in the past; give a later date"):format(shown)
+        elseif why == "late" then
+            return nil, ("the date %s is after the year 9999; give an earlier date"):format(shown)
+        elseif not t then
+            return nil, ("invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally "
+                .. "followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00"):format(shown)
+        end
     elseif is_integer(expires) then
         t = expires
         shown = t >= 0 and t <= TIME_MAX and core.format_local(t) or tostring(t)
@@ -280,10 +287,11 @@ end
 local Keystore = core.Keystore -- the methods of every keystore, C's and these
 local create = core.create
 
---- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm:ss" (local time, or with Z or
--- +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d"; opts.scopes: a
--- list of scope names (default: full access). Returns the key (the only time it is available)
--- and its entry; ks:warning() then says whether the change could not be confirmed on disk.
+--- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm[:ss[.fffffffff]]" (local time, or
+-- with Z or +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d";
+-- opts.scopes: a list of scope names (default: full access). Returns the key (the only time it
+-- is available) and its entry; ks:warning() then says whether the change could not be
+-- confirmed on disk.
 function Keystore:create(alias, opts)
     if type(alias) ~= "string" then
         argerror("create", 1, "alias must be a string, got " .. type(alias))
