@@ -32,10 +32,24 @@ int main(int argc, char **argv)
     unsigned char *der = NULL;
     size_t n, len = 0;
     int iter = argc > 4 ? atoi(argv[4]) : 2048;
+    /* SCOPES: every key gets them, as a record holds them ("\x0c\x04read...": comma-separated
+     * names given, each under 64 bytes) */
+    unsigned char scopes[AK_SCOPES_MAX * (2 + AK_SCOPE_MAX)];
+    size_t scopes_len = 0;
+    if (argc > 5) {
+        char *list = argv[5], *name;
+        while ((name = strsep(&list, ",")) != NULL &&
+               scopes_len + 2 + strlen(name) <= sizeof scopes) {
+            scopes[scopes_len++] = DER_UTF8_STRING;
+            scopes[scopes_len++] = (unsigned char)strlen(name);
+            memcpy(scopes + scopes_len, name, strlen(name));
+            scopes_len += strlen(name);
+        }
+    }
     int64_t now = (int64_t)time(NULL);
 
     if (argc < 4 || (n = strtoul(argv[1], NULL, 10)) == 0 || iter < 1) {
-        fprintf(stderr, "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS]\n");
+        fprintf(stderr, "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS [SCOPE,...]]\n");
         return 2;
     }
     keys = fopen(argv[3], "w");
@@ -57,6 +71,8 @@ int main(int argc, char **argv)
         memcpy(rec.hint, key + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN);
         rec.created = now;
         rec.expires = AK_NO_EXPIRY;
+        rec.scopes = scopes_len > 0 ? scopes : NULL;
+        rec.scopes_len = scopes_len;
         snprintf(alias, sizeof alias, "key-%06zu", i + 1);
         if (entries_push(&es, alias, strlen(alias), &rec, &e) != 0)
             return die("entries_push", &e);

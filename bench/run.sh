@@ -10,7 +10,7 @@
 # Needs: a C compiler, OpenSSL 3, libuuid and Lua 5.4 headers (as for the build), lua5.4 with
 # lua-argparse and lua-dkjson (as for the CLI), a JDK 17 (javac, java), hyperfine, GNU time
 # (/usr/bin/time), lighttpd with mod_magnet, and wrk. On Debian 12:
-#   apt-get install build-essential pkg-config libssl-dev uuid-dev libacl1-dev libattr1-dev liblua5.4-dev lua5.4 \
+#   apt-get install build-essential pkg-config libssl-dev uuid-dev libacl1-dev libattr1-dev libunistring-dev liblua5.4-dev lua5.4 \
 #       lua-argparse lua-dkjson openjdk-17-jdk-headless hyperfine time lighttpd \
 #       lighttpd-modules-lua wrk curl cmake
 # and for the store part, Debian's postgresql and libpq-dev.
@@ -47,7 +47,7 @@ die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 cc=${CC:-cc}
 read -r -a cflags <<<"${CFLAGS:--O2 -g -std=c11 -D_GNU_SOURCE -Wall -Wextra}"
 read -r -a deps_cflags <<<"$(pkg-config --cflags libcrypto uuid libacl libattr)"
-read -r -a deps_libs <<<"$(pkg-config --libs libcrypto uuid libacl libattr)"
+read -r -a deps_libs <<<"$(pkg-config --libs libcrypto uuid libacl libattr) -lunistring"
 core_src=()
 for f in "$root"/csrc/*.c; do
     [ "$(basename "$f")" = binding.c ] || core_src+=("$f")

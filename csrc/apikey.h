@@ -119,29 +119,61 @@ size_t utf8_char(const unsigned char *s, size_t n, unsigned long *cp);
 
 /* ---- one API key record (record.c) ------------------------------------------------------- */
 
-/* What is kept per key. The key text itself is never kept. */
+#define AK_SCOPE_MAX 64  /* bytes of one scope name */
+#define AK_SCOPES_MAX 32 /* scopes of one key */
+
+/* What is kept per key. The key text itself is never kept. All zero bytes but the times is a
+ * key with full access that was not rotated. */
 typedef struct {
     unsigned char hash[AK_HASH_LEN]; /* SHA-256(key text) */
     char hint[AK_HINT_LEN + 1];      /* last 4 characters of the key, NUL-terminated */
+    unsigned char rotated;           /* 1: replaced by `rotate`, valid until grace_end */
     int64_t created;                 /* Unix seconds, UTC */
     int64_t expires;                 /* Unix seconds, UTC, or AK_NO_EXPIRY */
+    int64_t grace_end;               /* when rotated: Unix seconds, UTC, the end of its grace */
+    /* The key's scopes: the contents of a SEQUENCE OF UTF8String, each a scope name (1 to
+     * AK_SCOPE_MAX bytes of letters, digits and ":._-", short-form lengths), 1 to AK_SCOPES_MAX
+     * of them, no two alike; NULL (and 0) for full access. Borrowed: record_decode points into
+     * its input; an entry holds its own copy (entries_push copies it). */
+    const unsigned char *scopes;
+    size_t scopes_len;
 } ak_record;
 
 /*
  * DER:  ApiKeyRecord ::= SEQUENCE {
- *          version  INTEGER (1),
+ *          version  INTEGER (1 | 2),
  *          hash     OCTET STRING (SIZE (32)),
  *          hint     UTF8String,
  *          created  GeneralizedTime,           -- YYYYMMDDHHMMSSZ
  *          expires  GeneralizedTime OPTIONAL,
- *          ...                                 -- later versions may append fields; ignored
+ *          -- version 2 only:
+ *          scopes   [0] IMPLICIT SEQUENCE SIZE (1..32) OF UTF8String OPTIONAL,
+ *          rotated  [1] IMPLICIT GeneralizedTime OPTIONAL,  -- the end of its grace
+ *          ...                                 -- later fields; skipped
  *       }
+ * A record with scopes or rotated is version 2, and only such a record: a key without them is
+ * written as version 1, byte for byte as before. Decoders before version 2 accept version 1
+ * only, so they refuse a scoped key (and the whole file) rather than give it full access; and
+ * they skip fields appended after expires, so scopes never go in a version 1 record. A field
+ * that an older decoder may skip is appended in the same version; one it must not skip raises
+ * the version. A version 1 record's appended fields are skipped, never read as scopes.
  * record_encode: *der is OPENSSL_malloc'd, caller OPENSSL_free's it. Returns 0, or -1 on
- * allocation failure. record_decode: returns 0, or -1 if the bytes are not a valid record
- * (never reads past len).
+ * allocation failure or a field out of range. record_decode: returns 0, or -1 if the bytes are
+ * not a valid record (never reads past len); r->scopes then points into der.
  */
 int record_encode(const ak_record *r, unsigned char **der, size_t *len);
 int record_decode(const unsigned char *der, size_t len, ak_record *r);
+/* Whether the key of record r is refused as expired at now: past its expiry, or rotated and
+ * past its grace. Inline: it runs on every check. */
+static inline int record_expired(const ak_record *r, int64_t now)
+{
+    return (r->expires != AK_NO_EXPIRY && r->expires <= now) | (r->rotated && r->grace_end <= now);
+}
+/* Whether [s, s + n) is a valid scope list (as r->scopes above): 0, or -1. */
+int record_scopes_valid(const unsigned char *s, size_t n);
+/* Whether a key with record r may act in scope [name, name + len): a key with full access
+ * (no scopes) may do anything. */
+int record_has_scope(const ak_record *r, const char *name, size_t len);
 
 /* ---- entries: a record with its alias ------------------------------------------------------ */
 
@@ -170,11 +202,14 @@ typedef struct {
     size_t n, cap;
 } ak_entries;
 
-/* Appends a copy of alias and *rec. 0, or -1 (and e) when out of memory. */
+/* Appends a copy of alias and *rec, with a copy of its scopes that the entry owns. 0, or -1
+ * (and e) when out of memory. */
 int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_record *rec,
                  ak_err *e);
 /* Removes entry i, keeping order. */
 void entries_remove(ak_entries *es, size_t i);
+/* Moves entry from to position to, the others keeping their order. */
+void entries_move(ak_entries *es, size_t from, size_t to);
 /* Frees every alias and the array; es is left empty and reusable. */
 void entries_clear(ak_entries *es);
 
@@ -403,15 +438,21 @@ int storage_replace(const char *path, const unsigned char *buf, size_t len, ak_e
  */
 
 /*
- * Parses "YYYY-MM-DDThh:mm:ss" (local time, as the guide), optionally followed by "Z" or
- * "+hh:mm"/"-hh:mm". Fields are range-checked (no February 30, no 24:00, years 1970-9999).
- * Returns 0 with *out in Unix seconds UTC, or -1 when malformed.
+ * Parses a date-time as the user gives it: "YYYY-MM-DDThh:mm", optionally ":ss", optionally
+ * "." and up to 9 digits of a fraction of a second (what Java's LocalDateTime.parse takes; the
+ * fraction is dropped), in local time resolved as Java's atZone does (a time in a DST gap moves
+ * later by the gap, one in an overlap takes the earlier offset), or followed by "Z" or
+ * "+hh:mm"/"-hh:mm". Fields are range-checked (no February 30, no 24:00). Returns 0 with *out
+ * in Unix seconds UTC; AK_TIME_EARLY for a well-formed time before 1970-01-01T00:00:00Z,
+ * AK_TIME_LATE for one after AK_TIME_MAX (or a year after 9999, 5 to 9
+ * digits, with or without "+"); -1 when malformed.
  */
 int time_parse_iso(const char *s, size_t len, int64_t *out);
+#define AK_TIME_EARLY 1
+#define AK_TIME_LATE 2
 /* A LocalDateTime as Java prints it ("YYYY-MM-DDThh:mm", ":ss", ".fffffffff" optional; what
- * MetricsHub stores as a key's expiry), in the local zone, resolved as Java's atZone does
- * (a gap moves later by its length, an overlap takes the earlier offset); the fraction is
- * dropped. 0 with *out in Unix seconds, or -1 when malformed or outside 1970..9999. */
+ * MetricsHub stores as a key's expiry), read and resolved as time_parse_iso reads a local
+ * time. 0 with *out in Unix seconds, or -1 when malformed or outside 1970..9999. */
 int time_parse_java_local(const char *s, size_t len, int64_t *out);
 /* "YYYY-MM-DDThh:mm:ss" in local time. buf of at least 32 bytes. */
 void time_format_local(int64_t t, char *buf, size_t size);
@@ -457,6 +498,12 @@ int keystore_open(ak_keystore *ks, const char *path, const char *pass, size_t pa
 /* Reloads when the file's stamp changed; *changed says whether it did. On failure the
  * last good content stays loaded. */
 int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
+/* Whether the file changed since the content loaded: 1 (its stamp in *now), 0, or -1 on
+ * failure, the failure of the last reload too when the file is still what failed to read. */
+int keystore_stamp_changed(ak_keystore *ks, ak_stamp *now, ak_err *e);
+/* Makes the content from holds (entries, index, stamp) ks's, and ks's from's, which the caller
+ * then closes: how a content loaded elsewhere (reload.c) is swapped in whole. */
+void keystore_take(ak_keystore *ks, ak_keystore *from);
 /* Writers: take the lock, re-read the file under it, change, replace the file atomically, and
  * keep what was written as the loaded content. A file that cannot be read is never written.
  * Aliases are one namespace with every other entry of the file: create of an alias that any
@@ -466,7 +513,31 @@ int keystore_refresh(ak_keystore *ks, int *changed, ak_err *e);
  * position in ks->entries. */
 int keystore_create(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
                     int64_t expires, char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
-/* revoke removes every API key of the alias (compared as Java compares aliases) and copies the
+/* create with scopes: [scopes, scopes + scopes_len) as ak_record's, or NULL for full access. */
+int keystore_create_scoped(ak_keystore *ks, const char *alias, size_t alias_len, int64_t created,
+                           int64_t expires, const unsigned char *scopes, size_t scopes_len,
+                           char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
+/* Revokes the alias that the key text belongs to (as keystore_revoke), whichever of its keys it
+ * is; alias_out gets the alias (AK_ALIAS_MAX bytes and a NUL). AK_EINVALID when the text is not
+ * a key, AK_ENOTFOUND when no entry has it. */
+int keystore_revoke_key(ak_keystore *ks, const char *key, size_t len,
+                        char alias_out[AK_ALIAS_MAX + 1], size_t *alias_len, ak_err *e);
+/*
+ * Gives the alias a new key, with the scopes of its key, and expires (AK_NO_EXPIRY: none) or,
+ * when keep_expiry, the expiry of its key (AK_EINVALID when that has passed). The key it had
+ * stays, marked rotated, until grace_end (now: refused at once), then is refused as expired;
+ * keys it replaced before whose grace has ended are dropped. The new entry takes the old one's
+ * place in the list, the old one right after it; *index is the new one's. AK_ENOTFOUND when the
+ * alias has no key that was not rotated.
+ */
+int keystore_rotate(ak_keystore *ks, const char *alias, size_t alias_len, int64_t now,
+                    int64_t grace_end, int keep_expiry, int64_t expires,
+                    char key_out[AK_KEY_LEN + 1], size_t *index, ak_err *e);
+/* Undoes a rotate whose new key nobody saw: removes the entry of that key, and the key of its
+ * alias that was rotated last is in use again. AK_ENOTFOUND when no entry has the key. */
+int keystore_unrotate(ak_keystore *ks, const char *key, size_t len, ak_err *e);
+/* revoke removes every API key of the alias (compared as Java compares aliases): its key, the
+ * keys it replaced by rotate, and any other key of that alias another tool wrote; copies the
  * alias as stored into stored (AK_ALIAS_MAX + 1 bytes); an alias that another tool's entry
  * holds is AK_ENOTFOUND, saying what that entry is, and is never removed. */
 int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *stored,
@@ -489,5 +560,18 @@ void keystore_close(ak_keystore *ks);
 int keystore_new_key(char key_out[AK_KEY_LEN + 1], ak_err *e);
 int keystore_key_hash(const char *key, size_t len, unsigned char hash[AK_HASH_LEN]);
 int keystore_sync(ak_keystore *ks, const ak_entries *keys, int *changed, ak_err *e);
+
+/* ---- reloads off the request path (reload.c) ------------------------------------------------- */
+
+typedef struct ak_reload ak_reload;
+
+/* As keystore_refresh, but the changed file is read and indexed in a thread of its own, while
+ * ks keeps answering with the content it has; a later call swaps the new content in whole
+ * (*changed = 1), or reports why it could not be read (-1, the content kept). *pending says a
+ * read is under way, so that the caller calls again soon. *r is made on first use; reload_free
+ * waits for a read under way, then frees it. */
+int keystore_refresh_background(ak_keystore *ks, ak_reload **r, int *changed, int *pending,
+                                ak_err *e);
+void reload_free(ak_reload *r);
 
 #endif

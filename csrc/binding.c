@@ -1,17 +1,18 @@
 /*
- * binding.c: the Lua 5.4 binding, module `apikey.core`. Mechanism only: conversion between C
- * and Lua values, the Keystore userdata and its methods, and the core's limits as constants
- * (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options, formatting) lives in
- * lua/apikey/init.lua, which adds `create` to the same methods table (core.Keystore), so that
- * apikey.open returns this userdata itself.
+ * binding.c: the Lua binding, module `apikey.core`, one source for Lua 5.4, 5.3 and 5.1
+ * (LuaJIT 2.1), written in 5.4's API with luacompat.h for the others. Mechanism only:
+ * conversion between C and Lua values, the Keystore userdata and its methods, and the core's
+ * limits as constants (core.ALIAS_MAX, ...). Policy (defaults, alias rules, date options,
+ * formatting) lives in lua/apikey/init.lua, which adds `create` to the same methods table
+ * (core.Keystore), so that apikey.open returns this userdata itself.
  *
  * Misuse (a wrong argument type, a closed keystore) raises; a failure the caller must handle
  * returns fail, message, code.
  */
 #include "apikey.h"
 
-#include <lauxlib.h>
-#include <lua.h>
+#include "luacompat.h"
+
 #include <openssl/crypto.h>
 #include <string.h>
 #include <strings.h>
@@ -27,6 +28,7 @@
 
 typedef struct {
     ak_keystore ks;
+    ak_reload *reload; /* made by the first refresh_background */
     int open;
 } keystore_ud;
 
@@ -70,12 +72,27 @@ static int push_failure(lua_State *L, const ak_err *e)
     return 3;
 }
 
-/* An entry as every method returns it: { alias, hint, masked, created, expires, expired, kind },
- * complete when it is made, so that no layer above adds to a table another caller holds.
- * expired is judged at now. */
+/* An entry's scopes as a list of strings, or nothing for full access. */
+static void set_scopes(lua_State *L, const ak_record *r)
+{
+    const unsigned char *p = r->scopes, *end = r->scopes + r->scopes_len;
+    lua_Integer i = 0;
+    if (p == NULL)
+        return;
+    lua_createtable(L, AK_SCOPES_MAX, 0);
+    for (; p < end; p += 2 + p[1]) {
+        lua_pushlstring(L, (const char *)p + 2, p[1]);
+        lua_rawseti(L, -2, ++i);
+    }
+    lua_setfield(L, -2, "scopes");
+}
+
+/* An entry as every method returns it: { alias, hint, masked, created, expires, expired,
+ * scopes, rotated, kind }, complete when it is made, so that no layer above adds to a table
+ * another caller holds. expired is judged at now. */
 static void push_entry(lua_State *L, const ak_entry *en, int64_t now)
 {
-    lua_createtable(L, 0, 7);
+    lua_createtable(L, 0, 9);
     lua_pushlstring(L, en->alias, en->alias_len);
     lua_setfield(L, -2, "alias");
     lua_pushstring(L, en->rec.hint);
@@ -92,8 +109,13 @@ static void push_entry(lua_State *L, const ak_entry *en, int64_t now)
         lua_pushinteger(L, (lua_Integer)en->rec.expires);
         lua_setfield(L, -2, "expires");
     }
-    lua_pushboolean(L, en->rec.expires != AK_NO_EXPIRY && en->rec.expires <= now);
+    lua_pushboolean(L, record_expired(&en->rec, now));
     lua_setfield(L, -2, "expired");
+    set_scopes(L, &en->rec);
+    if (en->rec.rotated) {
+        lua_pushinteger(L, (lua_Integer)en->rec.grace_end);
+        lua_setfield(L, -2, "rotated");
+    }
 }
 
 /* verify returns one table per entry, made on first use and kept in the userdata's user value
@@ -174,8 +196,47 @@ static int keystore_warning_l(lua_State *L)
     return 1;
 }
 
-/* core.create(ks, alias, created [, expires]) -> key, entry: the mechanism under ks:create,
- * which apikey adds to the methods with its policy (alias rules, dates). */
+/* After a change that made a key (the keystore at index 1): drops the cached entries, pushes
+ * the key, wipes it, and pushes its entry. */
+static void push_new_key(lua_State *L, char key[AK_KEY_LEN + 1], const ak_entry *en, int64_t now)
+{
+    cache_reset(L, 1);
+    lua_pushlstring(L, key, AK_KEY_LEN);
+    OPENSSL_cleanse(key, AK_KEY_LEN + 1);
+    push_entry(L, en, now);
+}
+
+/* The scope list at argument arg (a table of strings, or nil) as a record holds it, in buf
+ * (room for AK_SCOPES_MAX names of AK_SCOPE_MAX bytes): its length, or 0 for nil (full access).
+ * The core checks the names; here only their number and sizes, so that they fit. */
+#define SCOPES_BUF (AK_SCOPES_MAX * (2 + AK_SCOPE_MAX))
+static size_t check_scopes(lua_State *L, int arg, unsigned char buf[SCOPES_BUF])
+{
+    size_t len = 0;
+    lua_Integer n;
+    if (lua_isnoneornil(L, arg))
+        return 0;
+    luaL_checktype(L, arg, LUA_TTABLE);
+    n = (lua_Integer)lua_rawlen(L, arg);
+    luaL_argcheck(L, n >= 1 && n <= AK_SCOPES_MAX, arg, "1 to 32 scopes expected");
+    for (lua_Integer i = 1; i <= n; i++) {
+        size_t k;
+        const char *name;
+        lua_rawgeti(L, arg, i);
+        luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, arg, "scopes must be strings");
+        name = lua_tolstring(L, -1, &k);
+        luaL_argcheck(L, k >= 1 && k <= AK_SCOPE_MAX, arg, "a scope is 1 to 64 bytes");
+        buf[len++] = DER_UTF8_STRING;
+        buf[len++] = (unsigned char)k;
+        memcpy(buf + len, name, k);
+        len += k;
+        lua_pop(L, 1);
+    }
+    return len;
+}
+
+/* core.create(ks, alias, created [, expires [, scopes]]) -> key, entry: the mechanism under
+ * ks:create, which apikey adds to the methods with its policy (alias rules, dates, scopes). */
 static int core_create(lua_State *L)
 {
     keystore_ud *u = check_keystore(L, "create");
@@ -183,15 +244,15 @@ static int core_create(lua_State *L)
     const char *alias = check_string(L, 2, &alias_len);
     lua_Integer created = luaL_checkinteger(L, 3);
     lua_Integer expires = lua_isnoneornil(L, 4) ? AK_NO_EXPIRY : luaL_checkinteger(L, 4);
+    unsigned char scopes[SCOPES_BUF];
+    size_t scopes_len = check_scopes(L, 5, scopes);
     char key[AK_KEY_LEN + 1];
     ak_err e;
 
-    if (keystore_create(&u->ks, alias, alias_len, created, expires, key, &index, &e) != 0)
+    if (keystore_create_scoped(&u->ks, alias, alias_len, created, expires,
+                               scopes_len > 0 ? scopes : NULL, scopes_len, key, &index, &e) != 0)
         return push_failure(L, &e);
-    cache_reset(L, 1);
-    lua_pushlstring(L, key, AK_KEY_LEN);
-    OPENSSL_cleanse(key, sizeof key);
-    push_entry(L, &u->ks.entries.v[index], created);
+    push_new_key(L, key, &u->ks.entries.v[index], created);
     return 2;
 }
 
@@ -254,6 +315,59 @@ static int core_hidden(lua_State *L)
 {
     lua_Integer cp = luaL_checkinteger(L, 1);
     lua_pushboolean(L, cp < 0 || alias_hidden((unsigned long)cp));
+    return 1;
+}
+
+/* core.rotate(ks, alias, now, grace_end, keep_expiry [, expires]) -> key, entry, old entry: the
+ * mechanism under ks:rotate (see keystore_rotate). */
+static int core_rotate(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "rotate");
+    size_t alias_len, index = 0;
+    const char *alias = check_string(L, 2, &alias_len);
+    lua_Integer now = luaL_checkinteger(L, 3);
+    lua_Integer grace_end = luaL_checkinteger(L, 4);
+    int keep = lua_toboolean(L, 5);
+    lua_Integer expires = lua_isnoneornil(L, 6) ? AK_NO_EXPIRY : luaL_checkinteger(L, 6);
+    char key[AK_KEY_LEN + 1];
+    ak_err e;
+
+    if (keystore_rotate(&u->ks, alias, alias_len, now, grace_end, keep, expires, key, &index, &e) !=
+        0)
+        return push_failure(L, &e);
+    push_new_key(L, key, &u->ks.entries.v[index], now);
+    push_entry(L, &u->ks.entries.v[index + 1], now);
+    return 3;
+}
+
+/* core.unrotate(ks, key) -> true: undoes the rotate that made key (nobody saw it). */
+static int core_unrotate(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "unrotate");
+    size_t len;
+    const char *key = check_string(L, 2, &len);
+    ak_err e;
+
+    if (keystore_unrotate(&u->ks, key, len, &e) != 0)
+        return push_failure(L, &e);
+    cache_reset(L, 1);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* ks:revoke_key(key) -> alias: revokes the alias the key belongs to (all of its keys). */
+static int keystore_revoke_key_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "revoke_key");
+    size_t len, alias_len = 0;
+    const char *key = check_string(L, 2, &len);
+    char alias[AK_ALIAS_MAX + 1];
+    ak_err e;
+
+    if (keystore_revoke_key(&u->ks, key, len, alias, &alias_len, &e) != 0)
+        return push_failure(L, &e);
+    cache_reset(L, 1);
+    lua_pushlstring(L, alias, alias_len);
     return 1;
 }
 
@@ -356,12 +470,14 @@ static const char *bearer_token(const char *s, size_t len, size_t *tlen)
 }
 
 /* The check of an Authorization value at argument 2 (or nil) against the keystore u at stack
- * index ud. */
+ * index ud, and of the scope at argument 3 (or nil: none needed): a valid key without that
+ * scope gives fail, "insufficient_scope", its entry. */
 static int authenticate_at(lua_State *L, int ud, keystore_ud *u)
 {
-    size_t len, tlen = 0;
+    size_t len, tlen = 0, slen = 0;
     const char *header = lua_isnoneornil(L, 2) ? NULL : check_string(L, 2, &len);
     const char *token = header != NULL ? bearer_token(header, len, &tlen) : NULL;
+    const char *scope = lua_isnoneornil(L, 3) ? NULL : check_string(L, 3, &slen);
     const ak_entry *en;
     ak_verdict v;
 
@@ -376,6 +492,12 @@ static int authenticate_at(lua_State *L, int ud, keystore_ud *u)
         return 2;
     }
     v = keystore_verify(&u->ks, token, tlen, (int64_t)time(NULL), &en);
+    if (v == AK_VALID && scope != NULL && !record_has_scope(&en->rec, scope, slen)) {
+        luaL_pushfail(L);
+        lua_pushliteral(L, "insufficient_scope");
+        push_cached_entry(L, ud, u, en);
+        return 3;
+    }
     return push_verdict(L, ud, u, v, en);
 }
 
@@ -406,7 +528,7 @@ static int verifier_keystore(lua_State *L, const char *fname, keystore_ud **u)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_rawgeti(L, 1, VERIFIER_NEXT_CHECK);
     if (monotonic_seconds() >= lua_tonumber(L, -1)) {
-        lua_getfield(L, 1, "refresh");
+        lua_getfield(L, 1, "_look"); /* v:refresh(), or its background form */
         lua_pushvalue(L, 1);
         lua_call(L, 1, 0);
     }
@@ -440,7 +562,9 @@ static int verifier_verify(lua_State *L)
 static int verifier_authenticate(lua_State *L)
 {
     keystore_ud *u;
-    int ud = verifier_keystore(L, "authenticate", &u);
+    int ud;
+    lua_settop(L, 3); /* header, scope: what verifier_keystore pushes goes above them */
+    ud = verifier_keystore(L, "authenticate", &u);
     if (ud == 0)
         return push_unavailable(L);
     return authenticate_at(L, ud, u);
@@ -457,6 +581,24 @@ static int keystore_refresh_l(lua_State *L)
         return push_failure(L, &e);
     lua_pushboolean(L, changed);
     return 1;
+}
+
+/* ks:refresh_background() -> changed, pending: as refresh, but a changed file is read in a
+ * thread (reload.c) while ks answers with what it has; a later call swaps the new content in
+ * (changed true). pending: a read is under way, call again soon. */
+static int keystore_refresh_background_l(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "refresh_background");
+    int changed = 0, pending = 0;
+    ak_err e;
+
+    if (keystore_refresh_background(&u->ks, &u->reload, &changed, &pending, &e) != 0)
+        return push_failure(L, &e);
+    if (changed)
+        cache_reset(L, 1);
+    lua_pushboolean(L, changed);
+    lua_pushboolean(L, pending);
+    return 2;
 }
 
 static int keystore_count_l(lua_State *L)
@@ -477,6 +619,8 @@ static int keystore_close_l(lua_State *L)
     keystore_ud *u = luaL_checkudata(L, 1, KEYSTORE_MT);
     if (u->open) {
         u->open = 0;
+        reload_free(u->reload); /* waits for a read under way */
+        u->reload = NULL;
         keystore_close(&u->ks);
     }
     return 0;
@@ -492,15 +636,19 @@ static int keystore_tostring_l(lua_State *L)
     return 1;
 }
 
-/* core.parse_time(text) -> Unix seconds | fail */
+/* core.parse_time(text) -> Unix seconds | fail, "malformed" | "early" | "late" */
 static int core_parse_time(lua_State *L)
 {
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
     int64_t t;
-    if (time_parse_iso(s, len, &t) != 0) {
+    int rc = time_parse_iso(s, len, &t);
+    if (rc != 0) {
         luaL_pushfail(L);
-        return 1;
+        lua_pushstring(L, rc == AK_TIME_EARLY  ? "early"
+                          : rc == AK_TIME_LATE ? "late"
+                                               : "malformed");
+        return 2;
     }
     lua_pushinteger(L, (lua_Integer)t);
     return 1;
@@ -532,12 +680,14 @@ static int core_clock(lua_State *L)
 }
 
 static const luaL_Reg keystore_methods[] = {{"revoke", keystore_revoke_l},
+                                            {"revoke_key", keystore_revoke_key_l},
                                             {"migrate", keystore_migrate_l},
                                             {"warning", keystore_warning_l},
                                             {"list", keystore_list_l},
                                             {"verify", keystore_verify_l},
                                             {"authenticate", keystore_authenticate_l},
                                             {"refresh", keystore_refresh_l},
+                                            {"refresh_background", keystore_refresh_background_l},
                                             {"count", keystore_count_l},
                                             {"path", keystore_path_l},
                                             {"close", keystore_close_l},
@@ -551,6 +701,8 @@ static const luaL_Reg keystore_meta[] = {{"__gc", keystore_close_l},
 
 static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"create", core_create},
+                                          {"rotate", core_rotate},
+                                          {"unrotate", core_unrotate},
                                           {"parse_time", core_parse_time},
                                           {"check_alias", core_check_alias},
                                           {"hidden", core_hidden},
@@ -584,6 +736,10 @@ int luaopen_apikey_core(lua_State *L)
     lua_setfield(L, -2, "LOCK_TIMEOUT_MAX");
     lua_pushinteger(L, AK_KEY_LEN);
     lua_setfield(L, -2, "KEY_LEN");
+    lua_pushinteger(L, AK_SCOPE_MAX);
+    lua_setfield(L, -2, "SCOPE_MAX");
+    lua_pushinteger(L, AK_SCOPES_MAX);
+    lua_setfield(L, -2, "SCOPES_MAX");
     lua_pushliteral(L, MASK_STARS);
     lua_setfield(L, -2, "MASK");
 #ifdef APIKEY_WITH_STORE

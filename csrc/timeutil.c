@@ -1,6 +1,8 @@
 /*
- * timeutil.c: date-times as the user types them (ISO 8601, local time unless "Z" or an offset
- * is given) and as the record stores them (DER GeneralizedTime, UTC), to and from Unix seconds.
+ * timeutil.c: date-times as the user types them (ISO 8601 as Java's LocalDateTime.parse reads
+ * it, local time unless "Z" or an offset is given), as MetricsHub stores them (the same, local)
+ * and as the record stores them (DER GeneralizedTime, UTC), to and from Unix seconds. A local
+ * time is resolved as Java's LocalDateTime.atZone resolves it, by one function for both.
  * Parsers are strict and read exactly len bytes (a NUL inside is just an invalid character).
  * Every time they accept lies in 1970-01-01T00:00:00Z .. 9999-12-31T23:59:59Z, so any of them
  * formats back as a 4-digit year.
@@ -66,29 +68,26 @@ static int64_t seconds_utc(const civil *c)
            c->sec;
 }
 
-/* Local time to Unix seconds. mktime moves a time that falls in a DST gap (02:30 on the
- * spring-forward day), so a time that does not come back unchanged did not exist. */
-static int seconds_local(const civil *c, int64_t *out)
+/* The local zone's offset from UTC at Unix time t, in seconds. */
+static long offset_at(int64_t t)
 {
-    struct tm tm, back;
-    time_t t;
-    memset(&tm, 0, sizeof tm);
-    tm.tm_year = c->year - 1900;
-    tm.tm_mon = c->month - 1;
-    tm.tm_mday = c->day;
-    tm.tm_hour = c->hour;
-    tm.tm_min = c->min;
-    tm.tm_sec = c->sec;
-    tm.tm_isdst = -1;
-    /* -1 is both the error value and 1969-12-31T23:59:59Z: the round trip tells them apart. */
-    t = mktime(&tm);
-    if (localtime_r(&t, &back) == NULL)
-        return -1;
-    if (back.tm_year != c->year - 1900 || back.tm_mon != c->month - 1 || back.tm_mday != c->day ||
-        back.tm_hour != c->hour || back.tm_min != c->min || back.tm_sec != c->sec)
-        return -1;
-    *out = (int64_t)t;
-    return 0;
+    time_t tt = (time_t)t;
+    struct tm tm;
+    return localtime_r(&tt, &tm) != NULL ? tm.tm_gmtoff : 0;
+}
+
+/* Local time to Unix seconds as Java's LocalDateTime.atZone resolves it, the one rule for every
+ * local time the core reads: a time that exists once has its offset; one in an overlap (clocks
+ * set back) takes the earlier offset, the one before the change; one in a gap (clocks set
+ * forward) is moved later by the gap's length, which is the offset before the change too. No
+ * zone changes its offset twice in two days. */
+static int64_t seconds_local_java(const civil *c)
+{
+    int64_t guess = seconds_utc(c);
+    long before = offset_at(guess - 86400), after = offset_at(guess + 86400);
+    if (before != after && offset_at(guess - before) != before && offset_at(guess - after) == after)
+        return guess - after; /* exists once, after the change */
+    return guess - before;
 }
 
 /* Where year, month, day, hour, minute and second start in each form. */
@@ -108,33 +107,108 @@ static int read_civil(const char *s, const int at[6], civil *c)
     return civil_valid(c) ? 0 : -1;
 }
 
+#define YEAR_DIGITS_MAX 9 /* Java's LocalDateTime ends at the year 999,999,999 */
+
+/*
+ * A local date-time as Java's LocalDateTime.parse reads it (ISO_LOCAL_DATE_TIME):
+ * "YYYY-MM-DDThh:mm", then optionally ":ss", then optionally "." and 0 to 9 digits of a
+ * fraction, which is dropped (a time keeps whole seconds, as Java's toEpochSecond does). A
+ * year of 5 to 9 digits, written with "+" as Java writes it or without, is read only to say
+ * that it is after 9999. Reads from the start of [s, s + len): *used is how many bytes the
+ * date-time took. 0 with *c; 1 with *used for a year after 9999 (the rest checked); -1 when
+ * malformed.
+ */
+static int read_local(const char *s, size_t len, civil *c, size_t *used)
+{
+    size_t y = len > 0 && s[0] == '+' ? 1 : 0, n = 0, i;
+    char fixed[19];
+    int big;
+
+    while (y + n < len && n <= YEAR_DIGITS_MAX && s[y + n] >= '0' && s[y + n] <= '9')
+        n++;
+    if (n < 4 || n > YEAR_DIGITS_MAX || (y == 1 && n == 4))
+        return -1; /* Java writes "+" only before a year of more than 4 digits */
+    big = n > 4;
+    /* The rest, "-MM-DDThh:mm[:ss[.f]]", in a fixed-width copy with a 4-digit year. */
+    i = y + n;
+    if (len - i < 12)
+        return -1;
+    memcpy(fixed, "2000", 4); /* a leap year: February 29 is checked below for a big year */
+    memcpy(fixed + 4, s + i, 12);
+    i += 12;
+    if (i < len && s[i] == ':') {
+        if (len - i < 3)
+            return -1;
+        memcpy(fixed + 16, s + i, 3);
+        i += 3;
+        if (i < len && s[i] == '.') {
+            size_t f = 0;
+            i++;
+            while (i + f < len && f < 9 && s[i + f] >= '0' && s[i + f] <= '9')
+                f++;
+            i += f;
+        }
+    } else {
+        memcpy(fixed + 16, ":00", 3);
+    }
+    if (fixed[4] != '-' || fixed[7] != '-' || fixed[10] != 'T' || fixed[13] != ':' ||
+        fixed[16] != ':' || read_civil(fixed, iso_at, c) != 0)
+        return -1;
+    *used = i;
+    if (big) {
+        long year = 0;
+        for (size_t k = y; k < y + n; k++)
+            year = year * 10 + (s[k] - '0');
+        if (year <= MAX_YEAR || (c->month == 2 && c->day == 29 && !is_leap((int)(year % 400))))
+            return -1; /* 09999 is not a year after 9999; and no February 29 of a common year */
+        return 1;
+    }
+    c->year = digits(s, 4);
+    return c->day <= days_in_month(c->year, c->month) ? 0 : -1;
+}
+
+/* A time before 0 (1970-01-01T00:00:00Z), or a year after 9999 as written or a time after
+ * AK_TIME_MAX. A local time late in 1969 west of Greenwich is in 1970 in UTC, as in Java. */
+static int in_range(const civil *c, int64_t t)
+{
+    if (t < 0)
+        return AK_TIME_EARLY;
+    if (c->year > MAX_YEAR || t > AK_TIME_MAX)
+        return AK_TIME_LATE;
+    return 0;
+}
+
 int time_parse_iso(const char *s, size_t len, int64_t *out)
 {
     civil c;
+    size_t i;
     int64_t t;
+    int rc = read_local(s, len, &c, &i);
 
-    if (len < 19 || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+    if (rc < 0)
         return -1;
-    if (read_civil(s, iso_at, &c) != 0)
-        return -1;
-
-    if (len == 19) {
-        if (seconds_local(&c, &t) != 0)
-            return -1;
-    } else if (len == 20 && s[19] == 'Z') {
+    if (i == len) {
+        if (rc == 1)
+            return AK_TIME_LATE;
+        t = seconds_local_java(&c);
+    } else if (len - i == 1 && s[i] == 'Z') {
+        if (rc == 1)
+            return AK_TIME_LATE;
         t = seconds_utc(&c);
-    } else if (len == 25 && (s[19] == '+' || s[19] == '-') && s[22] == ':') {
+    } else if (len - i == 6 && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':') {
         /* Real zones span -12:00 .. +14:00. */
-        int oh = digits(s + 20, 2), om = digits(s + 23, 2), offset;
+        int oh = digits(s + i + 1, 2), om = digits(s + i + 4, 2), offset;
         if (oh < 0 || oh > 14 || om < 0 || om > 59)
             return -1;
+        if (rc == 1)
+            return AK_TIME_LATE;
         offset = oh * 3600 + om * 60;
-        t = seconds_utc(&c) - (s[19] == '+' ? offset : -offset);
+        t = seconds_utc(&c) - (s[i] == '+' ? offset : -offset);
     } else {
         return -1;
     }
-    if (t < 0 || t > AK_TIME_MAX)
-        return -1;
+    if ((rc = in_range(&c, t)) != 0)
+        return rc;
     *out = t;
     return 0;
 }
@@ -184,48 +258,16 @@ int time_parse_gentime(const char *s, size_t len, int64_t *out)
     return 0;
 }
 
-/* The local zone's offset from UTC at Unix time t, in seconds. */
-static long offset_at(int64_t t)
-{
-    time_t tt = (time_t)t;
-    struct tm tm;
-    return localtime_r(&tt, &tm) != NULL ? tm.tm_gmtoff : 0;
-}
-
-/* Local time to Unix seconds as Java's LocalDateTime.atZone resolves it: a time that exists
- * once has its offset; one in an overlap (clocks set back) takes the earlier offset, the one
- * before the change; one in a gap (clocks set forward) is moved later by the gap's length,
- * which is the offset before the change too. No zone changes its offset twice in two days. */
-static int64_t seconds_local_java(const civil *c)
-{
-    int64_t guess = seconds_utc(c);
-    long before = offset_at(guess - 86400), after = offset_at(guess + 86400);
-    if (before != after && offset_at(guess - before) != before && offset_at(guess - after) == after)
-        return guess - after; /* exists once, after the change */
-    return guess - before;
-}
-
 int time_parse_java_local(const char *s, size_t len, int64_t *out)
 {
     civil c;
-    char full[19];
+    size_t used;
     int64_t t;
 
-    /* YYYY-MM-DDThh:mm, then optionally :ss, then optionally .f to .fffffffff */
-    if (len < 16 || len == 17 || len == 18 || len == 20 || len > 29 || s[4] != '-' || s[7] != '-' ||
-        s[10] != 'T' || s[13] != ':' || (len > 16 && s[16] != ':') || (len > 19 && s[19] != '.'))
+    if (read_local(s, len, &c, &used) != 0 || used != len)
         return -1;
-    for (size_t i = 20; i < len; i++)
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-    memcpy(full, s, len < 19 ? 16 : 19);
-    if (len == 16)
-        memcpy(full + 16, ":00", 3);
-    if (read_civil(full, iso_at, &c) != 0)
-        return -1;
-    /* A fraction of a second is dropped: the key expires at the second it falls in. */
     t = seconds_local_java(&c);
-    if (t < 0 || t > AK_TIME_MAX)
+    if (in_range(&c, t) != 0)
         return -1;
     *out = t;
     return 0;

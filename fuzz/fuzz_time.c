@@ -8,8 +8,10 @@
  *   the same bytes;
  * - "+hh:mm"/"-hh:mm": the UTC value shifted by the offset; its UTC text parses back to it;
  * - local "YYYY-MM-DDThh:mm:ss", under several time zones with and without daylight saving:
- *   formats back to the same bytes and parses back to the same value; under UTC it means the
- *   same as the "Z" form.
+ *   formats back to the same bytes (or, in a DST gap, to them moved later by the gap, as Java's
+ *   atZone does), takes the earlier offset in an overlap, and parses back to the same value;
+ *   under UTC it means the same as the "Z" form;
+ * - minutes only and fractions of a second: the same as the full form with seconds.
  */
 #include "apikey.h"
 
@@ -99,6 +101,44 @@ static int iso_oracle_utc(const char *s, int64_t *out)
                       num(s + 17, 2), out);
 }
 
+/* The forms Java's LocalDateTime.parse also takes, minutes only ("YYYY-MM-DDThh:mm") and a
+ * fraction of 0 to 9 digits after the seconds (dropped), each with the same suffix as the
+ * 19-byte form ("", "Z", "+hh:mm"): the same answer as that form, whose own oracles are above.
+ * Anything else, and a year of more than 4 digits, is never accepted. */
+static void check_iso_other(const char *s, size_t n, int got, int64_t t)
+{
+    char canon[64];
+    size_t i = 16, k;
+    int64_t want = 0;
+    int expect;
+
+    if (n < 16 || n > 40 || s[0] == '+' || (s[4] != '-')) {
+        CHECK(got != 0, "iso %.*s: accepted an unknown form", (int)n, s);
+        return;
+    }
+    memcpy(canon, s, 16);
+    if (n - i >= 3 && s[i] == ':') {
+        memcpy(canon + 16, s + i, 3);
+        i += 3;
+        if (i < n && s[i] == '.')
+            for (i++, k = 0; i < n && k < 9 && s[i] >= '0' && s[i] <= '9'; i++, k++)
+                ;
+    } else {
+        memcpy(canon + 16, ":00", 3);
+    }
+    if (!(i == n || (n - i == 1 && s[i] == 'Z') ||
+          (n - i == 6 && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':'))) {
+        CHECK(got != 0, "iso %.*s: accepted an unknown suffix", (int)n, s);
+        return;
+    }
+    memcpy(canon + 19, s + i, n - i);
+    expect = time_parse_iso(canon, 19 + n - i, &want);
+    CHECK(got == expect, "iso %.*s: parser says %d, its full form %.*s %d", (int)n, s, got,
+          (int)(19 + n - i), canon, expect);
+    CHECK(got != 0 || t == want, "iso %.*s: %lld, its full form %lld", (int)n, s, (long long)t,
+          (long long)want);
+}
+
 static void check_iso_utc(const char *s, size_t n)
 {
     int64_t t = 0, back = 0, want = 0;
@@ -132,7 +172,54 @@ static void check_iso_utc(const char *s, size_t n)
         CHECK(time_parse_iso(buf, strlen(buf), &back) == 0 && back == t,
               "iso %.*s: its UTC form %s does not parse back", (int)n, s, buf);
     } else if (n != 19) {
-        CHECK(got != 0, "iso %.*s: accepted an unknown form", (int)n, s);
+        check_iso_other(s, n, got, t);
+    }
+}
+
+/* The local zone's offset at t. */
+static long offset_at(int64_t t)
+{
+    time_t tt = (time_t)t;
+    struct tm tm;
+    return localtime_r(&tt, &tm) != NULL ? tm.tm_gmtoff : 0;
+}
+
+/* The local fields of s read as if UTC: the oracle's value, or -1. */
+static int64_t fields_utc(const char *s)
+{
+    int64_t v = -1;
+    return iso_oracle_utc(s, &v) == 0 ? v : -1;
+}
+
+/* A local time that does not format back fell in a DST gap: Java moves it later by the gap's
+ * length, so t shows as the time given plus the gap, and the clocks went forward by that much in
+ * the day before t. */
+static void check_gap(const char *s, size_t n, int64_t t, const char *zone)
+{
+    int64_t guess = fields_utc(s);
+    long gap = offset_at(t) - offset_at(t - 86400);
+    CHECK(guess >= 0 && gap > 0 && t + offset_at(t) == guess + gap,
+          "iso %.*s (TZ=%s): %lld formats back differently, and not as a gap of %ld s moves it",
+          (int)n, s, zone, (long long)t, gap);
+}
+
+/* A local time in an overlap (two instants show as it) takes the earlier offset, as Java does:
+ * the other instant, when there is one, is later. */
+static void check_overlap(const char *s, size_t n, int64_t t, const char *zone)
+{
+    int64_t guess = fields_utc(s), other;
+    long o = offset_at(t), later = offset_at(t + 86400), earlier = offset_at(t - 86400);
+    char buf[64];
+
+    for (int k = 0; k < 2; k++) {
+        long o2 = k == 0 ? later : earlier;
+        if (o2 == o || guess < 0)
+            continue;
+        other = guess - o2;
+        time_format_local(other, buf, sizeof buf);
+        CHECK(strlen(buf) != n || memcmp(buf, s, n) != 0 || t < other,
+              "iso %.*s (TZ=%s): %lld, but %lld, earlier, shows the same", (int)n, s, zone,
+              (long long)t, (long long)other);
     }
 }
 
@@ -163,8 +250,10 @@ static void check_iso_local(const char *s, size_t n)
         CHECK(t >= 0 && t <= AK_TIME_MAX, "iso %.*s (TZ=%s): %lld out of range", (int)n, s,
               zones[i], (long long)t);
         time_format_local(t, buf, sizeof buf);
-        CHECK(strlen(buf) == n && memcmp(buf, s, n) == 0, "iso %.*s (TZ=%s) formats back as %s",
-              (int)n, s, zones[i], buf);
+        if (strlen(buf) != n || memcmp(buf, s, n) != 0)
+            check_gap(s, n, t, zones[i]);
+        else
+            check_overlap(s, n, t, zones[i]);
         CHECK(time_parse_iso(buf, strlen(buf), &back) == 0 && back == t,
               "iso %.*s (TZ=%s): parses back as %lld, not %lld", (int)n, s, zones[i],
               (long long)back, (long long)t);

@@ -95,6 +95,39 @@ static void write_records(const char *dir)
         die("record_encode");
     write_file(dir, "record-utf8-hint", der, len);
     OPENSSL_free(der);
+
+    /* Version 2: scopes; a rotated key; both. */
+    {
+        static const unsigned char scopes[] = "\x0c\x04read\x0c\x0cmetrics:read\x0c\x03mcp";
+        r = record(3, 1);
+        r.scopes = scopes;
+        r.scopes_len = sizeof scopes - 1;
+        if (record_encode(&r, &der, &len) != 0)
+            die("record_encode");
+        write_file(dir, "record-scopes", der, len);
+        OPENSSL_free(der);
+        r.rotated = 1;
+        r.grace_end = r.created + 3600;
+        if (record_encode(&r, &der, &len) != 0)
+            die("record_encode");
+        write_file(dir, "record-scopes-rotated", der, len);
+        OPENSSL_free(der);
+        r.scopes = NULL;
+        r.scopes_len = 0;
+        if (record_encode(&r, &der, &len) != 0)
+            die("record_encode");
+        write_file(dir, "record-rotated", der, len);
+        OPENSSL_free(der);
+    }
+    /* Version 1 with a scope list appended: skipped, never read as scopes. */
+    r = record(0, 0);
+    if (record_encode(&r, &der, &len) != 0)
+        die("record_encode");
+    memcpy(ext, der, len);
+    memcpy(ext + len, "\xa0\x06\x0c\x04read", 8);
+    ext[1] = (unsigned char)(ext[1] + 8);
+    write_file(dir, "record-v1-scopes-appended", ext, len + 8);
+    OPENSSL_free(der);
 }
 
 static void add_entries(ak_entries *es, int n)

@@ -3,6 +3,7 @@
 --   luarocks --lua-version 5.4 make --deps-mode=none rockspec/apikey-scm-1.rockspec
 --                                                  (from the repository, as README says)
 --
+-- The module builds for Lua 5.1 (LuaJIT), 5.3 and 5.4; the apikey command runs on 5.4.
 -- The dependencies are named as on LuaRocks; on Debian they may come from its packages
 -- (lua5.4, lua-argparse, lua-dkjson), hence --deps-mode=none: see README.
 rockspec_format = "3.0"
@@ -21,7 +22,7 @@ description = {
    ]],
 }
 dependencies = {
-   "lua >= 5.4, < 5.5",
+   "lua >= 5.1, < 5.5",
    "argparse",
    "dkjson",
 }

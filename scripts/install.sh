@@ -2,18 +2,38 @@
 # Builds apikey and installs it under a prefix, on Debian 12, as root (packages are installed
 # only when missing, so a ready machine needs no root). Safe to run again.
 #
-#   sh scripts/install.sh [--with-tests] [PREFIX]     (PREFIX: argument, else $PREFIX,
-#                                                      else /opt/apikey)
+#   sh scripts/install.sh [--with-tests] [--lua VERSIONS] [PREFIX]
+#       PREFIX: argument, else $PREFIX, else /opt/apikey
+#       VERSIONS: the Luas to install the module for, among 5.1 (LuaJIT), 5.3 and 5.4, e.g.
+#       --lua 5.1,5.4 (their packages are installed when missing); by default every Lua whose
+#       headers are installed
 #
-# Result: PREFIX/bin/apikey, PREFIX/share/lua/5.4/apikey/*.lua, PREFIX/lib/lua/5.4/apikey/core.so.
+# Result: PREFIX/bin/apikey (the command, on Lua 5.4), and for each Lua version V:
+# PREFIX/share/lua/V/apikey/*.lua, PREFIX/lib/lua/V/apikey/core.so.
 # The build folder is build/ (BUILD_DIR to change); CMAKE_ARGS adds options to the configure.
 set -eu
 
 sections="runtime build"
-if [ "${1:-}" = "--with-tests" ]; then
-    sections="$sections test"
+lua_versions=""
+while [ $# -gt 0 ]; do
+    case $1 in
+    --with-tests) sections="$sections test" ;;
+    --lua)
+        [ $# -ge 2 ] || { echo "install.sh: --lua needs versions, e.g. --lua 5.1,5.4" >&2; exit 2; }
+        lua_versions=$(echo "$2" | tr ', ' ';;')
+        shift
+        ;;
+    *) break ;;
+    esac
     shift
-fi
+done
+for v in $(echo "$lua_versions" | tr ';' ' '); do
+    case $v in
+    5.1 | 5.3) sections="$sections lua$v" ;;
+    5.4) ;;
+    *) echo "install.sh: --lua $v: the versions are 5.1 (LuaJIT), 5.3 and 5.4" >&2; exit 2 ;;
+    esac
+done
 prefix=${1:-${PREFIX:-/opt/apikey}}
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build}
@@ -44,7 +64,8 @@ if [ -n "$missing" ]; then
 fi
 
 # shellcheck disable=SC2086 # CMAKE_ARGS holds several options
-cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-} >/dev/null
+cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DAPIKEY_LUA=$lua_versions" \
+    ${CMAKE_ARGS:-} >/dev/null
 cmake --build "$build" -j "$(nproc)"
 cmake --install "$build" --prefix "$prefix" >/dev/null
 echo "install.sh: installed apikey in $prefix (run $prefix/bin/apikey --help)"

@@ -47,6 +47,12 @@ run() {
 }
 
 run busted lua5.4 /usr/bin/busted --output=plainTerminal --verbose "$@" spec
+# The API and verifier specs again under Lua 5.1 (LuaJIT, nginx's Lua) and 5.3 (HAProxy's and
+# Apache's), against the modules installed for them; about 5 s each.
+for lua in luajit lua5.3; do
+    run "busted-$lua" "$lua" /usr/bin/busted --ignore-lua --output=plainTerminal --verbose "$@" \
+        spec/api_spec.lua spec/verifier_spec.lua
+done
 # The same specs again with the C module built with AddressSanitizer (leaks included) and
 # UndefinedBehaviorSanitizer: any report fails the run. APIKEY_TEST_SANITIZE=0 skips it for a
 # quick run by hand; CI always runs it.

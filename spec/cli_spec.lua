@@ -234,7 +234,7 @@ describe("apikey list", function()
             h.lines(out)[1] .. "\n")
     end)
 
-    it("--json prints an array of {alias, hint, created, expires, expired}", function()
+    it("--json prints an array of {alias, hint, created, expires, expired, scopes, rotated}", function()
         local ks = keystore(finally)
         local before = os.time()
         local k1 = create(ks, "plain")
@@ -259,7 +259,8 @@ describe("apikey list", function()
             fields[#fields + 1] = k
         end
         table.sort(fields)
-        assert.same({ "alias", "created", "expired", "expires", "hint" }, fields)
+        assert.same({ "alias", "created", "expired", "expires", "hint", "rotated", "scopes" }, fields)
+        assert.same({ json.null, json.null }, { list[1].scopes, list[1].rotated })
     end)
 
     it("--json prints [] when there are no keys", function()

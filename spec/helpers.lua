@@ -40,6 +40,11 @@ end
 -- The interpreter that runs the command (and the scripts the specs start).
 helpers.lua = os.getenv("APIKEY_TEST_LUA") or "lua5.4"
 
+-- The Lua version of this run, "5.4", "5.3" or "5.1" (LuaJIT): the API and verifier specs also
+-- run under the last two, against the modules installed for them.
+helpers.lua_version = _VERSION:match("%d+%.%d+")
+local V = helpers.lua_version
+
 do
     local prefix = os.getenv("APIKEY_TEST_PREFIX") or ""
     local staged_by_hand = prefix == ""
@@ -49,7 +54,7 @@ do
         prefix = helpers.root .. "/build/stage"
         hint = "no apikey install to test in " .. prefix .. "; run: " .. stage
     end
-    for _, file in ipairs { "/bin/apikey", "/lib/lua/5.4/apikey/core.so" } do
+    for _, file in ipairs { "/bin/apikey", "/lib/lua/" .. V .. "/apikey/core.so" } do
         local f = io.open(prefix .. file, "rb")
         if not f then
             error(hint, 0)
@@ -59,12 +64,13 @@ do
     -- A source changed since build/stage was staged would go untested: the first such file.
     if staged_by_hand then
         local find = [[cd %s && find csrc -type f -newer %s/lib/lua/5.4/apikey/core.so;
-            cmp -s bin/apikey %s/bin/apikey || echo bin/apikey
+            tail -n +2 bin/apikey | cmp -s - %s/bin/apikey -i 0:$(head -n 1 %s/bin/apikey | wc -c) \
+                || echo bin/apikey
             for f in $(find lua -name '*.lua'); do
                 cmp -s "$f" %s/share/lua/5.4/"${f#lua/}" || echo "$f"
             done]]
         local q = helpers.quote(prefix)
-        local changed = helpers.capture(find:format(helpers.quote(helpers.root), q, q, q))
+        local changed = helpers.capture(find:format(helpers.quote(helpers.root), q, q, q, q))
             :match("[^\n]+")
         if changed then
             error(("%s changed since %s was staged; run: %s"):format(changed, prefix, stage), 0)
@@ -72,9 +78,9 @@ do
     end
     helpers.prefix = prefix
     helpers.bin = prefix .. "/bin/apikey"
-    package.path = ("%s/share/lua/5.4/?.lua;%s/share/lua/5.4/?/init.lua;%s"):format(prefix,
-        prefix, package.path)
-    package.cpath = ("%s/lib/lua/5.4/?.so;%s"):format(prefix, package.cpath)
+    package.path = ("%s/share/lua/%s/?.lua;%s/share/lua/%s/?/init.lua;%s"):format(prefix, V,
+        prefix, V, package.path)
+    package.cpath = ("%s/lib/lua/%s/?.so;%s"):format(prefix, V, package.cpath)
 end
 
 -- A key as create prints it: UUID v4, lower case.
@@ -124,6 +130,9 @@ end
 -- Runs a shell command line; returns its exit code (128 + n when killed by signal n).
 function helpers.sh(cmd)
     local ok, how, n = os.execute(cmd)
+    if type(ok) == "number" then -- Lua 5.1: the wait status
+        return ok % 128 ~= 0 and 128 + ok % 128 or math.floor(ok / 256)
+    end
     if how == "signal" then
         return 128 + n
     end
@@ -258,10 +267,11 @@ function helpers.utc_seconds(s)
     if mo <= 2 then
         y = y - 1
     end
-    local era = y // 400
+    local floor = math.floor -- not //: this module loads under Lua 5.1 too
+    local era = floor(y / 400)
     local yoe = y - era * 400
-    local doy = (153 * (mo > 2 and mo - 3 or mo + 9) + 2) // 5 + tonumber(d) - 1
-    local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    local doy = floor((153 * (mo > 2 and mo - 3 or mo + 9) + 2) / 5) + tonumber(d) - 1
+    local doe = yoe * 365 + floor(yoe / 4) - floor(yoe / 100) + doy
     local days = era * 146097 + doe - 719468
     return days * 86400 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(se)
 end

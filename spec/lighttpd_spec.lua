@@ -3,6 +3,7 @@
 -- as the current user on 127.0.0.1, on a free port; the keys are made with the installed
 -- command; the requests are made with curl.
 local h = require "spec.helpers"
+local webserver = require "spec.support.webserver"
 
 local quote, capture, trim = h.quote, h.capture, h.trim
 
@@ -11,35 +12,13 @@ local EXAMPLE = h.root .. "/examples/lighttpd/"
 local BODY = "hello from behind apikey\n"
 local UNKNOWN_KEY = "0b6e6d2a-3f8e-4c55-9d7e-3b2f9b1c8a10"
 
-local sleep = h.sleep
-
-local function now()
-    return require("apikey.core").clock()
-end
-
--- Calls check() until it returns true or `seconds` pass; true and the time it took, or false.
-local function within(seconds, check)
-    local start = now()
-    repeat
-        if check() then
-            return true, now() - start
-        end
-        sleep(0.05)
-    until now() - start > seconds
-    return check() and true or false, now() - start
-end
-
--- A process that has exited but was not reaped (a zombie: its parent shell is gone, and PID 1
--- may not reap) counts as stopped.
-local function alive(pid)
-    local stat = h.read_file("/proc/" .. pid .. "/stat")
-    return stat ~= nil and stat:match("^%d+ %b() (%a)") ~= "Z"
-end
+local within, alive = webserver.within, webserver.alive
 
 local LIGHTTPD = trim(capture("command -v lighttpd || ls /usr/sbin/lighttpd 2>/dev/null"))
 
 -- A lighttpd with the example's config snippet and script; env: its environment.
-local Server = {}
+-- curl's requests and the stop by PID are those of the other servers' specs
+local Server = setmetatable({}, { __index = webserver.Server })
 Server.__index = Server
 
 local function config(dir, port)
@@ -101,40 +80,6 @@ function Server.start(dir, env)
         end
     end
     error("lighttpd did not start:\n" .. tostring(last))
-end
-
-function Server:stop()
-    if alive(self.pid) then
-        os.execute("kill " .. self.pid)
-        if not within(5, function() return not alive(self.pid) end) then
-            os.execute("kill -9 " .. self.pid)
-        end
-    end
-end
-
--- GET path with an Authorization header (none when nil; one header each for a list): status,
--- headers (lower-case names), body.
-function Server:get(path, authorization)
-    local values = type(authorization) == "table" and authorization or { authorization }
-    local options = {}
-    for i, value in ipairs(values) do
-        options[i] = "-H " .. quote("Authorization: " .. value)
-    end
-    local cmd = ("curl -sS -i --max-time 5 %s %s"):format(table.concat(options, " "),
-        quote(("http://127.0.0.1:%d%s"):format(self.port, path)))
-    local raw = capture(cmd .. " 2>&1")
-    local head, body = raw:match("^(.-)\r\n\r\n(.*)$")
-    assert(head, "no HTTP response: " .. raw)
-    local status = tonumber(head:match("^HTTP/%S+ (%d+)"))
-    local headers = {}
-    for name, value in head:gmatch("\r\n([^:\r\n]+):[ \t]*([^\r\n]*)") do
-        headers[name:lower()] = value
-    end
-    return status, headers, body
-end
-
-function Server:status_of(path, authorization)
-    return (self:get(path, authorization))
 end
 
 local function setup_site(dir)
@@ -286,6 +231,39 @@ describe("examples/lighttpd", function()
             log = h.read_file(dir .. "/access.log") or ""
             return log:find('401 - malformed "GET', 1, true)
         end)), log)
+    end)
+
+    it("lets a read key GET (200) and answers 403 with insufficient_scope to its POST", function()
+        local reader = create("reader", { "--scope", "read" })
+        assert.is_true((within(3, function()
+            return server:status_of("/env.cgi", "Bearer " .. reader) == 200
+        end)), "the read key was refused on GET")
+        assert.equal(200, (server:request("HEAD", "/hello.txt", "Bearer " .. reader)))
+        local status, headers = server:request("POST", "/env.cgi", "Bearer " .. reader)
+        assert.equal(403, status)
+        assert.equal('Bearer realm="apikey", error="insufficient_scope", scope="write"',
+            headers["www-authenticate"])
+        assert.equal(403, (server:request("DELETE", "/hello.txt", "Bearer " .. reader)))
+        local log
+        assert.is_true((within(5, function()
+            log = h.read_file(dir .. "/access.log") or ""
+            return log:find('403 reader insufficient_scope "POST /env.cgi', 1, true)
+        end)), log)
+    end)
+
+    it("lets a write key POST but not GET, and a key with full access do both", function()
+        local writer = create("writer", { "--scope", "write" })
+        assert.is_true((within(3, function()
+            return server:request("POST", "/env.cgi", "Bearer " .. writer) == 200
+        end)), "the write key was refused on POST")
+        local status, headers = server:get("/hello.txt", "Bearer " .. writer)
+        assert.equal(403, status)
+        assert.equal('Bearer realm="apikey", error="insufficient_scope", scope="read"',
+            headers["www-authenticate"])
+        assert.equal(200, (server:request("POST", "/env.cgi", "Bearer " .. key)))
+        assert.equal(200, server:status_of("/hello.txt", "Bearer " .. key))
+        -- a refused key is still a 401 on POST, not a 403
+        assert.equal(401, (server:request("POST", "/env.cgi", "Bearer " .. UNKNOWN_KEY)))
     end)
 
     it("logs the alias and why a request was refused, and never a key", function()

@@ -286,6 +286,46 @@ describe("a keystore with POSIX ACLs and extended attributes", function()
         assert.same({ "", "unknown\n", 1 }, { run_as(wrap, { "verify", first, "--keystore", ks }) })
     end)
 
+    it("lets a verifier running as that user follow a revoke: it reloads the rewritten file and refuses the key", function()
+        local wrap, dir, ks, first = with_acl(finally)
+        if not wrap then
+            return
+        end
+        -- The verifier, as nobody: it says whether the key is valid, then waits until the key
+        -- is refused (at most 10 s) and says why, and what state it is in.
+        local script = dir .. "/follow.lua"
+        h.write_file(script, [[
+local v = assert(require("apikey").verifier { path = arg[1], interval = 0 })
+print(v:verify(arg[2]) and "valid" or "refused")
+io.stdout:flush()
+local deadline, entry, why = os.time() + 10, nil, nil
+repeat
+    entry, why = v:verify(arg[2])
+    if entry then os.execute("sleep 0.05") end
+until not entry or os.time() > deadline
+print(tostring(why), v:status().state)
+]])
+        local out = dir .. "/out"
+        assert.equal(0, h.sh(("%s %s lua5.4 %s %s %s >%s 2>&1 &"):format(h.env_words(),
+            h.quote_all(wrap), q(script), q(ks), q(first), q(out))))
+        local function lines()
+            return select(2, (h.read_file(out) or ""):gsub("\n", ""))
+        end
+        local function wait_for(cond)
+            for _ = 1, 200 do
+                if cond() then
+                    return true
+                end
+                os.execute("sleep 0.05")
+            end
+            return false
+        end
+        assert.is_true(wait_for(function() return lines() >= 1 end), h.read_file(out))
+        assert.equal(0, select(3, run { "revoke", "first", "--keystore", ks }))
+        assert.is_true(wait_for(function() return lines() >= 2 end), h.read_file(out))
+        assert.equal("valid\nunknown\tok\n", h.read_file(out))
+    end)
+
     it("keeps its extended attributes across a write", function()
         local dir = h.tmpdir(finally)
         local ks = dir .. "/keys.p12"

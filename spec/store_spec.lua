@@ -98,6 +98,15 @@ describe("apikey --store", function()
         assert.are.same({ "MCP-OpenAI\n", "", 0 }, { out, err, code })
         out, err, code = store_run(db, { "verify", "00000000-0000-4000-8000-000000000000" })
         assert.are.same({ "", "unknown\n", 1 }, { out, err, code })
+        -- what the table does not keep yet is refused, never done with a key of full access
+        out, err, code = store_run(db, { "create", "reader", "--scope", "read" })
+        assert.are.same({ "", 1 }, { out, code })
+        assert.matches("does not keep scopes yet", err)
+        for _, args in ipairs { { "rotate", "MCP-OpenAI" }, { "revoke", "--key", "-" } } do
+            out, err, code = store_run(db, args)
+            assert.are.same({ "", 1 }, { out, code })
+            assert.matches("works on a keystore file, not on a store yet", err)
+        end
         -- the row holds the hash and the hint, never the key
         local rows = db:sql("SELECT * FROM apikey_keys")
         assert.is_nil(rows:find(key, 1, true))

@@ -251,7 +251,7 @@ describe("apikey.verifier", function()
                 log = function(line) lines[#lines + 1] = line end,
             })
             -- a half-copied file, written in place
-            write(path, good:sub(1, #good // 2))
+            write(path, good:sub(1, math.floor(#good / 2)))
             assert.equal("ci-bot", v:verify(key).alias)
             assert.equal("corrupt", v.last_error_code)
             assert.truthy(v.last_error:find(path, 1, true), v.last_error)
@@ -295,6 +295,70 @@ describe("apikey.verifier", function()
             assert(os.execute("mkdir '" .. path .. "'"))
             assert.equal("ci-bot", v:verify(key).alias)
             assert.equal("io", v.last_error_code)
+        end)
+    end)
+
+    describe("background = true", function()
+        -- Calls f until it returns true, for at most 5 s.
+        local function eventually(f)
+            local start = os.time()
+            while not f() do
+                assert(os.time() - start < 5, "not within 5 s")
+                sleep(0.01)
+            end
+        end
+
+        it("checks with the keys in use while a changed file is read, then takes the new ones in", function()
+            local old = create("old-bot")
+            local v = assert(verifier.new { path = path, interval = 0, background = true })
+            local new = create("new-bot")
+            assert(writer:revoke("old-bot"))
+            -- the check that sees the change starts the read and answers with the keys in use
+            assert.equal("old-bot", v:verify(old).alias)
+            eventually(function() return v:verify(new) ~= nil end)
+            assert.same({ nil, "unknown" }, { v:verify(old) })
+            assert.equal(1, v:status().reloads)
+            assert.equal(1, v:status().keys)
+        end)
+
+        it("makes no check wait for a slow read (a password's 600,000 key derivations)", function()
+            local slow = dir .. "/slow.p12"
+            local ks = assert(apikey.open { path = slow, password = "pw" })
+            local old = assert(ks:create("old-bot"))
+            local v = assert(verifier.new { path = slow, password = "pw", interval = 0, background = true })
+            local new = assert(ks:create("new-bot"))
+            ks:close()
+            local start, longest = core.clock(), 0
+            repeat
+                local t = core.clock()
+                assert.equal("old-bot", v:verify(old).alias)
+                local entry = v:verify(new)
+                longest = math.max(longest, core.clock() - t)
+            until entry
+            local took = core.clock() - start
+            assert.is_true(took > 0.1, ("the read took only %.3f s"):format(took))
+            assert.is_true(longest < took / 4, ("a check took %.3f s of the read's %.3f s")
+                :format(longest, took))
+        end)
+
+        it("keeps the keys and reports why when the changed file cannot be read", function()
+            local key = create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0, background = true })
+            write(path, "not a keystore")
+            eventually(function()
+                assert.equal("ci-bot", v:verify(key).alias)
+                return v.last_error_code == "corrupt"
+            end)
+            assert.equal("stale", v:status().state)
+        end)
+
+        it("closes while a read is under way", function()
+            create("ci-bot")
+            local v = assert(verifier.new { path = path, interval = 0, background = true })
+            create("new-bot")
+            v:verify(UNKNOWN_KEY)
+            v:close()
+            assert.has_error(function() v:verify(UNKNOWN_KEY) end)
         end)
     end)
 
@@ -344,12 +408,24 @@ describe("apikey.verifier", function()
     describe("close", function()
         it("releases the keystore; a closed verifier raises; closing twice is safe", function()
             local key = create("ci-bot")
-            do
+            local v = assert(verifier.new { path = path })
+            assert.truthy(v:verify(key))
+            v:close()
+            assert.has_error(function() v:verify(key) end)
+            v:close()
+        end)
+
+        -- to-be-closed variables are Lua 5.4's: the chunk is compiled there only
+        local it_54 = _VERSION == "Lua 5.4" and it or pending
+        it_54("closes at the end of the scope with <close>", function()
+            local key = create("ci-bot")
+            local v = assert(load([[
+                local verifier, path, key = ...
                 local v <close> = assert(verifier.new { path = path })
-                assert.truthy(v:verify(key))
-                v:close()
-                assert.has_error(function() v:verify(key) end)
-            end
+                assert(v:verify(key))
+                return v
+            ]]))(verifier, path, key)
+            assert.has_error(function() v:verify(key) end)
         end)
 
         it("shows its path", function()

@@ -17,6 +17,8 @@
 //   aliases                 every alias with its entry type: "alias NAME secret|private|cert"
 //   master                  prints "masterkey HASH" of the stored masterKey, or "masterkey none"
 //   bench N                 N server-side look-ups of an unknown token; prints "bench MS"
+//   fill N                  N keys as create makes them (aliases key-000001...), in one write;
+//                           prints each key, one a line (for bench/metricshub.sh)
 //
 // Every write truncates the file and writes it in place, as MetricsHub does.
 import java.io.File;
@@ -183,6 +185,18 @@ public class MetricsHubStore {
                     find("00000000-0000-4000-8000-000000000000");
                 }
                 System.out.printf("bench %.1f%n", (System.nanoTime() - start) / 1e6 / n);
+            }
+            case "fill" -> {
+                int n = Integer.parseInt(args[++i]);
+                KeyStore ks = load();
+                for (int j = 1; j <= n; j++) {
+                    String key = UUID.randomUUID().toString();
+                    SecretKeySpec secret = new SecretKeySpec(key.getBytes(StandardCharsets.UTF_8), "AES");
+                    ks.setEntry(PREFIX + String.format("key-%06d", j), new KeyStore.SecretKeyEntry(secret),
+                        new PasswordProtection(ENTRY_PASSWORD));
+                    System.out.println(key);
+                }
+                store(ks);
             }
             default -> throw new IllegalArgumentException("unknown operation " + args[i]);
             }

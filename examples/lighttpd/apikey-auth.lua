@@ -1,6 +1,7 @@
 -- apikey-auth.lua: a lighttpd mod_magnet script that lets a request in only with a valid API
--- key, sent as "Authorization: Bearer <key>". Anything else gets 401 with WWW-Authenticate;
--- a keystore that cannot be read gets 500. See README.md beside this file.
+-- key, sent as "Authorization: Bearer <key>", that has the scope the request's method needs.
+-- No valid key gets 401, a key without the scope 403, both with WWW-Authenticate; a keystore
+-- that cannot be read gets 500. See README.md beside this file.
 local guard = package.loaded.apikey_guard
 if guard == nil then
     -- First request. apikey_guard.lua is beside this script; apikey is under its install
@@ -21,6 +22,9 @@ if guard == nil then
         password = os.getenv("APIKEY_KEYSTORE_PASSWORD"),
         realm = "apikey",
         interval = 1,
+        -- The scope each request method needs ("*": any other method); a key made without
+        -- --scope has full access. false: no scope is checked.
+        scopes = { GET = "read", HEAD = "read", OPTIONS = "read", ["*"] = "write" },
     }
 end
 return guard.check(lighty.r)

@@ -1,4 +1,4 @@
---- The `apikey` command: create, list, revoke and verify API keys from a shell.
+--- The `apikey` command: create, list, rotate, revoke and verify API keys from a shell.
 --
 -- main(argv, opts) -> exit code: 0 done, 1 a failed operation, 2 a usage error.
 -- opts.prefix: the install prefix (its security/metricshub-keystore.p12 is the default
@@ -6,6 +6,7 @@
 -- variables) replace the process's own, for tests and embedding.
 local apikey = require "apikey"
 local argparse = require "argparse"
+local core = require "apikey.core"
 local store = require "apikey.store"
 
 local cli = {}
@@ -48,7 +49,7 @@ local function build_parser(default_keystore)
             :argname("URL"):target(root and "root_store" or "store")
     end
 
-    local parser = argparse("apikey", "Create, list, revoke and verify API keys. Only a SHA-256 "
+    local parser = argparse("apikey", "Create, list, rotate, revoke and verify API keys. Only a SHA-256 "
         .. "hash of each key is kept, in a PKCS#12 keystore.")
         :command_target("command")
         :epilog(HELP_EPILOG)
@@ -62,19 +63,40 @@ local function build_parser(default_keystore)
     create:argument("alias", "A name for the key, unique without regard to case.")
     create:mutex(
         create:option("--expires-on", "Expiry date, YYYY-MM-DDThh:mm:ss in local time, or "
-            .. "with Z or +hh:mm.")
+            .. "with Z or +hh:mm; seconds optional, a fraction dropped.")
             :argname("DATETIME"),
         create:option("--expires-in", "Expiry after a duration: a number and s, m, h, d or w "
             .. "(e.g. 90d).")
             :argname("DURATION"))
+    create:option("--scope", "What the key may do: one or more scope names, comma-separated "
+        .. "(e.g. read,mcp); the option may be repeated. Default: full access.")
+        :argname("SCOPE[,SCOPE...]"):count("*")
 
-    local list = parser:command("list", "List the keys: alias, masked key, expiry.")
+    local list = parser:command("list", "List the keys: alias, masked key, expiry, scopes.")
     common(list)
-    list:flag("--json", "Print a JSON array of {alias, hint, created, expires, expired}.")
+    list:flag("--json", "Print a JSON array of {alias, hint, created, expires, expired, scopes, "
+        .. "rotated}.")
 
-    local revoke = parser:command("revoke", "Revoke (delete) the key of an alias.")
+    local rotate = parser:command("rotate", "Give an alias a new key, with the same scopes and "
+        .. "expiry, and print it, once.")
+    common(rotate)
+    rotate:argument("alias", "The alias whose key to replace.")
+    rotate:option("--grace", "How long the old key keeps working (e.g. 1h, 7d); default: it "
+        .. "stops at once.")
+        :argname("DURATION")
+    rotate:mutex(
+        rotate:option("--expires-on", "Expiry date of the new key, instead of the old key's.")
+            :argname("DATETIME"),
+        rotate:option("--expires-in", "Expiry of the new key after a duration (e.g. 90d).")
+            :argname("DURATION"))
+
+    local revoke = parser:command("revoke", "Revoke (delete) the keys of an alias, or of the "
+        .. "alias a key belongs to.")
     common(revoke)
-    revoke:argument("alias", "The alias of the key to revoke.")
+    revoke:argument("alias", "The alias of the key to revoke."):args("?")
+    revoke:option("--key", "Revoke the alias of a key read from standard input (only '-' is "
+        .. "taken: a key on the command line would show in the process list).")
+        :argname("-")
 
     local migrate = parser:command("migrate", "Turn every MetricsHub key of the keystore into "
         .. "an apikey key (same alias, key and expiry), so that no key stays in the file in the "
@@ -126,10 +148,21 @@ local function read_password(path)
 end
 
 local function expiry_text(e)
+    if e.rotated then
+        -- replaced by rotate: valid until its grace or its own expiry ends, whichever is first
+        local until_ = e.expires and math.min(e.expires, e.rotated) or e.rotated
+        return (e.expired and "Rotated, expired on " or "Rotated, valid until ")
+            .. apikey.format_local(until_)
+    end
     if e.expires == nil then
         return "No expiration"
     end
     return (e.expired and "Expired on " or "Expires on ") .. apikey.format_local(e.expires)
+end
+
+-- " [read, mcp]" for a key with scopes, "" for one with full access (the guide's lines).
+local function scopes_text(e)
+    return e.scopes and " [" .. table.concat(e.scopes, ", ") .. "]" or ""
 end
 
 local function list_json(entries)
@@ -142,9 +175,12 @@ local function list_json(entries)
             created = e.created and apikey.format_utc(e.created) or json.null,
             expires = e.expires and apikey.format_utc(e.expires) or json.null,
             expired = e.expired,
+            scopes = e.scopes or json.null,
+            rotated = e.rotated and apikey.format_utc(e.rotated) or json.null,
         }
     end
-    return json.encode(out, { keyorder = { "alias", "hint", "created", "expires", "expired" } })
+    return json.encode(out, { keyorder = { "alias", "hint", "created", "expires", "expired",
+        "scopes", "rotated" } })
 end
 
 -- The command's output. Every write is checked, and so are the final flushes: a listing or a
@@ -241,18 +277,38 @@ end
 
 local commands = {}
 
+-- The scopes of --scope (repeated, comma-separated), or nil when none was given.
+local function scope_list(given)
+    if given == nil or #given == 0 then
+        return nil
+    end
+    local list = {}
+    for _, arg in ipairs(given) do
+        for piece in (arg .. ","):gmatch("([^,]*),") do
+            list[#list + 1] = piece:match("^%s*(.-)%s*$")
+        end
+    end
+    return list
+end
+
+-- Prints a new key as create does.
+local function say_key(out, entry, key)
+    out:say(("API key created for alias '%s': %s (%s)%s")
+        :format(printable(entry.alias, true), key, expiry_text(entry), scopes_text(entry)))
+    out:say("Please store this key securely, as it will not be shown again.")
+end
+
 function commands.create(ks, args, out)
     local key, entry, code = ks:create(args.alias, {
         expires = args.expires_on,
         expires_in = args.expires_in,
+        scopes = scope_list(args.scope),
     })
     if not key then
         return out:fail(entry, code)
     end
     local warning = ks:warning()
-    out:say(("API key created for alias '%s': %s (%s)")
-        :format(printable(entry.alias, true), key, expiry_text(entry)))
-    out:say("Please store this key securely, as it will not be shown again.")
+    say_key(out, entry, key)
     local ok, err = out:flush()
     if not ok then
         -- Nobody saw the key: it must not stay valid.
@@ -264,6 +320,43 @@ function commands.create(ks, args, out)
         end
         return out:report(("cannot write the new key to standard output (%s), and removing it "
             .. "again failed: %s; revoke alias '%s'"):format(err, msg, printable(entry.alias, true)))
+    end
+    out:warn(warning)
+    return 0
+end
+
+function commands.rotate(ks, args, out)
+    local key, entry, old = ks:rotate(args.alias, {
+        grace = args.grace,
+        expires = args.expires_on,
+        expires_in = args.expires_in,
+    })
+    if not key then
+        if old == "notfound" then
+            out:complain(("No API key found with alias '%s'."):format(printable(args.alias)))
+            return 1
+        end
+        return out:fail(entry, old)
+    end
+    local warning = ks:warning()
+    local alias = printable(entry.alias, true)
+    say_key(out, entry, key)
+    if old.expired then
+        out:say(("The previous key of '%s' no longer works."):format(alias))
+    else
+        out:say(("The previous key of '%s' stays valid until %s."):format(alias,
+            apikey.format_local(math.min(old.rotated, old.expires or old.rotated))))
+    end
+    local ok, err = out:flush()
+    if not ok then
+        -- Nobody saw the new key: it must not stay valid, and the old one is in use again.
+        local undone, msg = core.unrotate(ks, key)
+        if undone then
+            return out:report(("cannot write the new key to standard output (%s); the rotation "
+                .. "of alias '%s' was undone: its previous key is in use"):format(err, alias))
+        end
+        return out:report(("cannot write the new key to standard output (%s), and undoing the "
+            .. "rotation failed: %s; revoke alias '%s'"):format(err, msg, alias))
     end
     out:warn(warning)
     return 0
@@ -281,13 +374,32 @@ function commands.list(ks, args, out)
     else
         for _, e in ipairs(entries) do
             -- Another tool may have written any text as an alias: never raw to a terminal.
-            out:say(("%s %s (%s)"):format(printable(e.alias, true), e.masked, expiry_text(e)))
+            out:say(("%s %s (%s)%s"):format(printable(e.alias, true), e.masked, expiry_text(e),
+                scopes_text(e)))
         end
     end
     return 0
 end
 
+-- revoke --key -: the alias of a key read from standard input.
+local function revoke_key(ks, out)
+    local key = (out.stdin:read("l") or ""):gsub("\r$", "")
+    local alias, msg, code = ks:revoke_key(key)
+    if alias then
+        out:say(("API key '%s' has been revoked."):format(printable(alias, true)))
+        out:warn(ks:warning())
+        return 0
+    elseif code == "notfound" then
+        out:complain("No API key found for the key given.")
+        return 1
+    end
+    return out:fail(msg, code)
+end
+
 function commands.revoke(ks, args, out)
+    if args.key then
+        return revoke_key(ks, out)
+    end
     local ok, msg, code = ks:revoke(args.alias)
     if ok then
         -- The alias as stored (`revoke MCP-Claude` revokes `mcp-claude`), escaped as list does.
@@ -461,6 +573,22 @@ local function parse(argv, default_keystore, out)
         end)
         return nil, out:report(msg .. " (see 'apikey --help')", 2)
     end
+    -- revoke: an alias, or --key - (the key from standard input), not both. The value of
+    -- --key is never shown: it may be a key.
+    if args.command == "revoke" then
+        local problem
+        if args.key and args.key ~= "-" then
+            problem = "--key takes only '-': the key is read from standard input, so that it "
+                .. "stays out of the process list and the shell's history"
+        elseif args.key and args.alias then
+            problem = "give an alias or --key -, not both"
+        elseif not args.key and not args.alias then
+            problem = "missing argument 'alias'"
+        end
+        if problem then
+            return nil, out:report(problem .. " (see 'apikey --help')", 2)
+        end
+    end
     return args
 end
 
@@ -479,6 +607,12 @@ local function with_store(args, out, conninfo, stdout_closed)
     if args.command == "migrate" then
         return out:report("migrate works on a keystore file's MetricsHub keys, not on a store; "
             .. "run it without --store and APIKEY_STORE")
+    end
+    if args.command == "rotate" or (args.command == "revoke" and args.key) then
+        -- the store's table does not keep rotations yet (and its create refuses scopes)
+        return out:report(("%s works on a keystore file, not on a store yet; run it without "
+            .. "--store and APIKEY_STORE"):format(args.command == "rotate" and "rotate"
+            or "revoke --key"))
     end
     if refuse_closed_stdout(args, out, stdout_closed) then
         return 1

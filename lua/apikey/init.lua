@@ -5,6 +5,9 @@
 -- Misuse (a wrong argument type) raises; a failure the caller must handle returns
 -- nil, message, code.
 local core = require "apikey.core"
+-- math.type and utf8 on Lua 5.1 (LuaJIT) too: Lua's own on 5.3 and later
+local compat = require "apikey.compat"
+local math, utf8 = compat.math, compat.utf8
 
 local apikey = {
     version = core.version,
@@ -120,25 +123,35 @@ local function parse_duration(text)
     return nil
 end
 
--- The expiry time asked for in create's options, false for none, or nil and a message.
-local function expiry(opts, now)
+-- The expiry time asked for in the options of create (or of fname), false for none, or nil
+-- and a message.
+local function expiry(opts, now, fname)
+    fname = fname or "create"
     local expires, expires_in = opts.expires, opts.expires_in
     if expires ~= nil and expires_in ~= nil then
-        argerror("create", 2, "give expires or expires_in, not both")
+        argerror(fname, 2, "give expires or expires_in, not both")
     end
     local t, shown
     if type(expires) == "string" then
-        t = core.parse_time(expires)
-        if not t then
-            return nil, ("invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally "
-                .. "followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00"):format(printable(expires))
-        end
+        -- As Java's LocalDateTime.parse reads it: seconds and a fraction are optional, and the
+        -- fraction is dropped; a local time in a DST gap or overlap is resolved as Java's
+        -- atZone does. The line printed after a create shows the time stored.
+        local why
+        t, why = core.parse_time(expires)
         shown = printable(expires)
+        if why == "early" then
+            return nil, ("the date %s is in the past; give a later date"):format(shown)
+        elseif why == "late" then
+            return nil, ("the date %s is after the year 9999; give an earlier date"):format(shown)
+        elseif not t then
+            return nil, ("invalid date '%s': use YYYY-MM-DDThh:mm:ss (local time), optionally "
+                .. "followed by Z or +hh:mm, e.g. 2027-01-01T00:00:00"):format(shown)
+        end
     elseif is_integer(expires) then
         t = expires
         shown = t >= 0 and t <= TIME_MAX and core.format_local(t) or tostring(t)
     elseif expires ~= nil then
-        argerror("create", 2, "expires must be a date string or an integer Unix time, got "
+        argerror(fname, 2, "expires must be a date string or an integer Unix time, got "
             .. (math.type(expires) or type(expires)))
     elseif type(expires_in) == "string" then
         local seconds = parse_duration(expires_in)
@@ -153,7 +166,7 @@ local function expiry(opts, now)
         end
         return t
     elseif expires_in ~= nil then
-        argerror("create", 2, "expires_in must be a string such as '90d', got " .. type(expires_in))
+        argerror(fname, 2, "expires_in must be a string such as '90d', got " .. type(expires_in))
     else
         return false
     end
@@ -181,7 +194,64 @@ end
 apikey._check_options = check_options -- for apikey.verifier
 
 local OPEN_OPTIONS = { path = true, password = true, iterations = true, lock_timeout = true }
-local CREATE_OPTIONS = { expires = true, expires_in = true }
+local CREATE_OPTIONS = { expires = true, expires_in = true, scopes = true }
+local ROTATE_OPTIONS = { expires = true, expires_in = true, grace = true }
+
+--- Checks a list of scopes: a new list without repeats, in the order given; or nil and a
+-- message. A scope is a name of letters, digits and ":._-", at most SCOPE_MAX bytes; a key has
+-- at most SCOPES_MAX.
+local SCOPE_MAX, SCOPES_MAX = core.SCOPE_MAX, core.SCOPES_MAX
+local function check_scopes(fname, scopes)
+    if type(scopes) ~= "table" then
+        argerror(fname, 2, "scopes must be a list of strings, got " .. type(scopes))
+    end
+    local out, seen = {}, {}
+    for i, scope in ipairs(scopes) do
+        if type(scope) ~= "string" then
+            argerror(fname, 2, ("scopes[%d] must be a string, got %s"):format(i, type(scope)))
+        end
+        if not scope:find("^[%w:._-]+$") or scope:find("[\128-\255]") then
+            return nil, ("invalid scope '%s': use letters, digits and ':._-', e.g. read or "
+                .. "metrics:read"):format(printable(scope))
+        end
+        if #scope > SCOPE_MAX then
+            return nil, ("the scope '%s' is %d bytes long; the limit is %d")
+                :format(printable(scope), #scope, SCOPE_MAX)
+        end
+        if not seen[scope] then
+            seen[scope] = true
+            out[#out + 1] = scope
+        end
+    end
+    if #out == 0 then
+        return nil, "no scope given; give at least one, e.g. read"
+    end
+    if #out > SCOPES_MAX then
+        return nil, ("%d scopes given; a key has at most %d"):format(#out, SCOPES_MAX)
+    end
+    return out
+end
+
+--- Whether a key's entry (from verify, authenticate or list) may act in scope: true for a key
+-- with full access (entry.scopes nil), else whether scope is one of entry.scopes.
+function apikey.authorize(entry, scope)
+    if type(entry) ~= "table" then
+        argerror("authorize", 1, "entry must be a table, got " .. type(entry))
+    end
+    if type(scope) ~= "string" then
+        argerror("authorize", 2, "scope must be a string, got " .. type(scope))
+    end
+    local scopes = entry.scopes
+    if scopes == nil then
+        return true
+    end
+    for i = 1, #scopes do
+        if scopes[i] == scope then
+            return true
+        end
+    end
+    return false
+end
 
 --- Opens a keystore: the apikey.Keystore userdata of the core, whose methods are the core's
 -- with `create` added below. A missing file is an empty keystore; nothing is written until the
@@ -217,12 +287,14 @@ end
 local Keystore = core.Keystore -- the methods of every keystore, C's and these
 local create = core.create
 
---- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm:ss" (local time, or with Z or
--- +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d". Returns the
--- key (the only time it is available) and its entry; ks:warning() then says whether the
--- change could not be confirmed on disk.
+--- Creates a key for alias. opts.expires: "YYYY-MM-DDThh:mm[:ss[.fffffffff]]" (local time, or
+-- with Z or +hh:mm) or an integer Unix time; opts.expires_in: a duration such as "90d";
+-- opts.scopes: a list of scope names (default: full access). Returns the key (the only time it
+-- is available) and its entry; ks:warning() then says whether the change could not be
+-- confirmed on disk.
 -- create's policy, for every place keys are made (a keystore, apikey.store): the arguments
--- checked, the time now and the expiry (false for none); or nil, message, "invalid".
+-- checked, the time now, the expiry (false for none) and the scopes (nil for full access); or
+-- nil, message, "invalid".
 local function create_args(alias, opts)
     if type(alias) ~= "string" then
         argerror("create", 1, "alias must be a string, got " .. type(alias))
@@ -235,21 +307,65 @@ local function create_args(alias, opts)
         return nil, why, "invalid"
     end
     local now = os.time()
-    local expires
+    local expires, scopes
     expires, why = expiry(opts or {}, now)
     if expires == nil then
         return nil, why, "invalid"
     end
-    return now, expires
+    if opts and opts.scopes ~= nil then
+        scopes, why = check_scopes("create", opts.scopes)
+        if not scopes then
+            return nil, why, "invalid"
+        end
+    end
+    return now, expires, scopes
 end
 apikey._create_args = create_args -- for apikey.store
 
 function Keystore:create(alias, opts)
-    local now, expires, code = create_args(alias, opts)
+    local now, expires, scopes = create_args(alias, opts)
     if not now then
-        return nil, expires, code
+        return nil, expires, scopes
     end
-    return create(self, alias, now, expires or nil)
+    return create(self, alias, now, expires or nil, scopes)
+end
+
+--- Gives alias a new key, with the scopes of the one it has. opts.grace: how long the key it
+-- had keeps working, a duration such as "1h" or a number of seconds (default: none, it stops
+-- at once), then it is refused as expired; opts.expires or opts.expires_in as for create
+-- (default: the expiry of the key it had). Returns the new key and its entry, as create, and
+-- the entry of the key it had (its `rotated` is the end of its grace).
+function Keystore:rotate(alias, opts)
+    if type(alias) ~= "string" then
+        argerror("rotate", 1, "alias must be a string, got " .. type(alias))
+    end
+    opts = opts or {}
+    check_options("rotate", 2, opts, ROTATE_OPTIONS)
+    local now = os.time()
+    local grace = opts.grace or 0
+    if type(grace) == "string" then
+        local seconds = parse_duration(grace)
+        if not seconds then
+            return nil, ("invalid grace period '%s': use a whole number above 0 followed by s, "
+                .. "m, h, d or w, e.g. 1h"):format(printable(grace)), "invalid"
+        end
+        grace = seconds
+    elseif not is_integer(grace) or grace < 0 then
+        argerror("rotate", 2, "grace must be a duration such as '1h' or a number of seconds")
+    end
+    if now + grace > TIME_MAX then
+        return nil, "the grace period ends after the year 9999; give a shorter one", "invalid"
+    end
+    local keep = opts.expires == nil and opts.expires_in == nil
+    local expires, why = expiry(opts, now, "rotate")
+    if expires == nil then
+        return nil, why, "invalid"
+    end
+    return core.rotate(self, alias, now, now + grace, keep, expires or nil)
+end
+
+Keystore.authorize = function(_, entry, scope)
+    return apikey.authorize(entry, scope)
 end
 
 return apikey

@@ -35,9 +35,15 @@ if store.available() then
 
     --- st:create(alias [, opts]) -> key, entry | nil, message, code: as ks:create.
     function core.Store:create(alias, opts)
-        local now, expires, code = apikey._create_args(alias, opts)
+        local now, expires, scopes = apikey._create_args(alias, opts)
         if not now then
-            return nil, expires, code
+            return nil, expires, scopes
+        end
+        if scopes ~= nil then
+            -- its scopes column is not read by a sync yet: a key made here with scopes would
+            -- reach the servers with full access
+            return nil, "the PostgreSQL store does not keep scopes yet; create a key with "
+                .. "scopes in a keystore file", "invalid"
         end
         return create(self, alias, now, expires or nil)
     end

@@ -29,7 +29,9 @@ local Verifier = {}
 Verifier.__index = Verifier
 Verifier.__name = "apikey.Verifier"
 
-local OPTIONS = { path = true, password = true, interval = true, max_stale = true, log = true }
+local OPTIONS = {
+    path = true, password = true, interval = true, max_stale = true, log = true, background = true,
+}
 
 local function argerror(msg)
     error(("bad argument #1 to 'verifier' (%s)"):format(msg), 3)
@@ -56,11 +58,15 @@ local function say(self, line)
     end
 end
 
+local look_background -- the look at the file with opts.background, below
+
 --- Opens the keystore at opts.path and returns a verifier, or nil, message, code when the
 -- first load fails (the codes of apikey.open: "badpassword", "corrupt", "io", "insecure").
 -- opts.path (required); opts.password (default none); opts.interval: seconds between checks
 -- for a changed file (default 1; 0 checks on every call); opts.log: a function called with
--- one line when a reload brings new keys, when it fails, and when it works again.
+-- one line when a reload brings new keys, when it fails, and when it works again;
+-- opts.background: read a changed file in a thread of the core, off the request path (default
+-- false: the check that sees the change reads it).
 local function new(opts)
     local apikey = require "apikey"
     apikey._check_options("verifier", 1, opts, OPTIONS)
@@ -77,6 +83,9 @@ local function new(opts)
     end
     if log ~= nil and type(log) ~= "function" then
         argerror("log must be a function, got " .. type(log))
+    end
+    if opts.background ~= nil and type(opts.background) ~= "boolean" then
+        argerror("background must be a boolean, got " .. type(opts.background))
     end
     local ks, msg, code = apikey.open { path = opts.path, password = opts.password }
     if not ks then
@@ -97,6 +106,7 @@ local function new(opts)
         [KEYSTORE] = ks,
         [NEXT_CHECK] = clock() + interval,
         [REFUSING] = false,
+        _look = opts.background and look_background or nil,
     }, Verifier)
 end
 
@@ -106,9 +116,35 @@ end
 -- key is refused ("unavailable") until the file reads again: a revoked key does not stay valid
 -- for as long as the file is broken.
 function Verifier:refresh()
-    local ks = self[KEYSTORE]
     self[NEXT_CHECK] = clock() + self.interval
-    local changed, err, code = ks:refresh()
+    return self:_settle(self[KEYSTORE]:refresh())
+end
+
+-- The look at the file that verify and authenticate make when the interval has passed (the
+-- core calls it): v:refresh(), or with opts.background, look_background below.
+Verifier._look = Verifier.refresh
+
+-- The look with reloads off the request path: a changed file is read in a thread of the core
+-- while checks go on with the keys loaded before; the file is looked at on every check until
+-- the read is done, and then the new keys are taken in whole, or the failure handled as
+-- refresh handles it.
+function look_background(self)
+    local changed, pending, code = self[KEYSTORE]:refresh_background()
+    if changed == nil then
+        self[NEXT_CHECK] = clock() + self.interval
+        return self:_settle(nil, pending, code)
+    end
+    if pending then
+        self[NEXT_CHECK] = 0
+        return false
+    end
+    self[NEXT_CHECK] = clock() + self.interval
+    return self:_settle(changed)
+end
+
+-- What a look gave (changed, or nil, message, code) recorded, logged, and returned.
+function Verifier:_settle(changed, err, code)
+    local ks = self[KEYSTORE]
     local now = time()
     self.checked_at = now
     if changed == nil then
@@ -147,6 +183,14 @@ Verifier.verify = core.verifier_verify
 --- v:authenticate(header): checks an Authorization header value "Bearer <key>" (the scheme in
 -- any case): like verify, with nil and "missing" when the value is nil or not of that form.
 Verifier.authenticate = core.verifier_authenticate
+
+--- v:authenticate(header, scope): also checks that the key may act in scope (a string such
+-- as "read"): a valid key without it gives nil, "insufficient_scope" and its entry.
+
+--- v:authorize(entry, scope): whether the entry's key may act in scope (apikey.authorize).
+function Verifier.authorize(_, entry, scope)
+    return require("apikey").authorize(entry, scope)
+end
 
 --- The state: path, state ("ok"; "stale" while reloads fail and the keys loaded before are in
 -- use; "refusing" once they have failed for max_stale seconds), keys (how many are loaded),
