@@ -14,6 +14,7 @@
 #include "luacompat.h"
 
 #include <openssl/crypto.h>
+#include <signal.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -672,6 +673,16 @@ static int core_format_utc(lua_State *L)
     return push_time(L, time_format_utc);
 }
 
+/* core.ignore_sigpipe(): a write to a pipe whose reader is gone then fails with EPIPE, which the
+ * command reports (and, for create, undoes), instead of killing the process silently. For the
+ * command only: a server's process keeps its own signal settings. */
+static int core_ignore_sigpipe(lua_State *L)
+{
+    (void)L;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
 /* core.clock() -> seconds (float) of a monotonic clock, for reload intervals */
 static int core_clock(lua_State *L)
 {
@@ -709,6 +720,7 @@ static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"format_local", core_format_local},
                                           {"format_utc", core_format_utc},
                                           {"clock", core_clock},
+                                          {"ignore_sigpipe", core_ignore_sigpipe},
                                           {"verifier_verify", verifier_verify},
                                           {"verifier_authenticate", verifier_authenticate},
                                           {NULL, NULL}};

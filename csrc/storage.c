@@ -179,10 +179,11 @@ static int check_owner(const char *what, const char *path, const struct stat *sb
                        "%s %s belongs to user %s, in a folder that others can write: only your "
                        "own files are trusted there; keep the keystore in a folder of your own",
                        what, path, owner);
+    /* chown -h: the link itself, not the file it points to */
     return ak_fail(e, AK_EINSECURE,
                    "%s %s belongs to user %s, not to you or root, and its owner could change the "
-                   "keys; if it is yours to use, run as root: chown %s %s",
-                   what, path, owner, me, path);
+                   "keys; if it is yours to use, run as root: chown %s%s %s",
+                   what, path, owner, strcmp(what, "symbolic link") == 0 ? "-h " : "", me, path);
 }
 
 /* The keystore file as found from a path: links followed, checked, and open for reading. */

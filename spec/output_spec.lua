@@ -41,6 +41,34 @@ describe("apikey create with nowhere to print the key", function()
     end)
 end)
 
+describe("apikey create into a pipe whose reader is gone", function()
+    it("exits 1 instead of dying of SIGPIPE, and removes the key again", function()
+        local dir = h.tmpdir(finally)
+        local ks = dir .. "/keys.p12"
+        h.create(ks, "first")
+        -- the reader closes its end at once; the command writes its key after it opened the
+        -- keystore, well after that
+        local cmd = ("{ lua5.4 %s create ci-bot --keystore %s 2>%s; echo $? >%s; } | (exec 0<&-; sleep 1)")
+            :format(h.quote(h.bin), h.quote(ks), h.quote(dir .. "/err"), h.quote(dir .. "/status"))
+        h.sh("sh -c " .. h.quote(cmd))
+        assert.equal("1\n", h.read_file(dir .. "/status"))
+        assert.equal("apikey: cannot write the new key to standard output (Broken pipe); the key "
+            .. "of alias 'ci-bot' was removed again: nothing was created\n", h.read_file(dir .. "/err"))
+        assert.matches("^first %*+%x%x%x%x %(No expiration%)\n$", list(ks))
+    end)
+end)
+
+describe("apikey revoke with nowhere to print", function()
+    it("exits 1 and says that the change is made", function()
+        local ks = keystore(finally)
+        h.create(ks, "ci-bot")
+        local err, code = run_redirected({ "revoke", "ci-bot", "--keystore", ks }, ">/dev/full")
+        assert.equal(1, code)
+        assert.equal("apikey: cannot write the output: No space left on device; the change is made\n", err)
+        assert.equal("No API keys found.\n", list(ks))
+    end)
+end)
+
 describe("apikey list with nowhere to print", function()
     it("exits 1 when standard output is a full disk", function()
         local ks = keystore(finally)

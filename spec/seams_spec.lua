@@ -242,6 +242,22 @@ describe("a keystore another user could have written", function()
         local out, err, code = run { "verify", key, "--keystore", link }
         assert_refused(out, err, code, "symbolic link " .. link .. " belongs to user nobody")
     end)
+
+    it("is refused through a symbolic link another user owns, and the fix it gives works", function()
+        if not as_nobody() then
+            return
+        end
+        local dir = h.tmpdir(finally)
+        local real = dir .. "/keys.p12"
+        local key = h.create(real, "mine")
+        local link = dir .. "/link.p12"
+        sh_ok("ln -s " .. q(real) .. " " .. q(link) .. " && chown -h nobody " .. q(link))
+        local out, err, code = run { "verify", key, "--keystore", link }
+        assert_refused(out, err, code, "symbolic link " .. link .. " belongs to user nobody",
+            "run as root: chown -h root " .. link)
+        sh_ok("chown -h root " .. q(link))
+        assert.same({ "mine\n", "", 0 }, { run { "verify", key, "--keystore", link } })
+    end)
 end)
 
 describe("a keystore with POSIX ACLs and extended attributes", function()

@@ -269,7 +269,9 @@ function Output:finish(status)
         end
     end
     if self.failed and status == 0 then
-        self:report("cannot write the output: " .. self.failed)
+        -- a change made is not undone for a line that could not be shown: say that it is made
+        self:report("cannot write the output: " .. self.failed
+            .. (self.changed and "; the change is made" or ""))
         return 1
     end
     return status
@@ -386,6 +388,7 @@ local function revoke_key(ks, out)
     local key = (out.stdin:read("l") or ""):gsub("\r$", "")
     local alias, msg, code = ks:revoke_key(key)
     if alias then
+        out.changed = true
         out:say(("API key '%s' has been revoked."):format(printable(alias, true)))
         out:warn(ks:warning())
         return 0
@@ -403,6 +406,7 @@ function commands.revoke(ks, args, out)
     local ok, msg, code = ks:revoke(args.alias)
     if ok then
         -- The alias as stored (`revoke MCP-Claude` revokes `mcp-claude`), escaped as list does.
+        out.changed = true
         out:say(("API key '%s' has been revoked."):format(printable(msg, true)))
         out:warn(ks:warning())
         return 0
@@ -436,6 +440,7 @@ function commands.migrate(ks, args, out)
         if not n then
             return out:fail(msg, code)
         end
+        out.changed = true
         if n ~= #lines then -- another writer changed the file in between: say what was done
             lines = {}
         end
@@ -634,6 +639,7 @@ function cli.main(argv, opts)
         getenv)
     local stdout_closed = is_closed(out.stdout)
     out.held = hold_closed_descriptors()
+    core.ignore_sigpipe()
 
     local default_keystore = opts.prefix
         and opts.prefix:gsub("/$", "") .. "/security/" .. KEYSTORE_NAME
