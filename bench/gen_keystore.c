@@ -6,7 +6,9 @@
  * random UUID v4, no expiry) and writes the keys' text, one a line, to a side file so that
  * the benchmarks have valid keys to check.
  *
- *   gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS]
+ *   gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS [PASSWORD]]
+ *
+ * Without a password the keystore has the empty one, as `apikey` writes it by default.
  */
 #include "apikey.h"
 
@@ -32,10 +34,11 @@ int main(int argc, char **argv)
     unsigned char *der = NULL;
     size_t n, len = 0;
     int iter = argc > 4 ? atoi(argv[4]) : 2048;
+    const char *pass = argc > 5 ? argv[5] : "";
     int64_t now = (int64_t)time(NULL);
 
     if (argc < 4 || (n = strtoul(argv[1], NULL, 10)) == 0 || iter < 1) {
-        fprintf(stderr, "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS]\n");
+        fprintf(stderr, "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS [PASSWORD]]\n");
         return 2;
     }
     keys = fopen(argv[3], "w");
@@ -66,7 +69,7 @@ int main(int argc, char **argv)
         perror(argv[3]);
         return 1;
     }
-    if (p12_save(&es, NULL, "", 0, iter, &der, &len, &e) != 0)
+    if (p12_save(&es, NULL, pass, strlen(pass), iter, &der, &len, &e) != 0)
         return die("p12_save", &e);
     if (storage_replace(argv[2], der, len, &e) != 0)
         return die("storage_replace", &e);
