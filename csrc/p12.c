@@ -120,7 +120,9 @@ static int restore_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
     int rc = -1;
 
     if (again != NULL && sk_PKCS7_num(again) == sk_PKCS7_num(cis)) {
-        PKCS7_free(sk_PKCS7_set(cis, i, sk_PKCS7_value(again, i)));
+        PKCS7 *dropped = sk_PKCS7_value(cis, i);
+        sk_PKCS7_set(cis, i, sk_PKCS7_value(again, i));
+        PKCS7_free(dropped);
         sk_PKCS7_set(again, i, NULL);
         rc = 0;
     } else if (p12 != NULL) {
