@@ -6,7 +6,9 @@
  * random UUID v4, no expiry) and writes the keys' text, one a line, to a side file so that
  * the benchmarks have valid keys to check.
  *
- *   gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS]
+ *   gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS [PASSWORD [SCOPE,...]]]
+ *
+ * Without a password the keystore has the empty one, as `apikey` writes it by default.
  */
 #include "apikey.h"
 
@@ -32,12 +34,13 @@ int main(int argc, char **argv)
     unsigned char *der = NULL;
     size_t n, len = 0;
     int iter = argc > 4 ? atoi(argv[4]) : 2048;
+    const char *pass = argc > 5 ? argv[5] : "";
     /* SCOPES: every key gets them, as a record holds them ("\x0c\x04read...": comma-separated
      * names given, each under 64 bytes) */
     unsigned char scopes[AK_SCOPES_MAX * (2 + AK_SCOPE_MAX)];
     size_t scopes_len = 0;
-    if (argc > 5) {
-        char *list = argv[5], *name;
+    if (argc > 6) {
+        char *list = argv[6], *name;
         while ((name = strsep(&list, ",")) != NULL &&
                scopes_len + 2 + strlen(name) <= sizeof scopes) {
             scopes[scopes_len++] = DER_UTF8_STRING;
@@ -49,7 +52,8 @@ int main(int argc, char **argv)
     int64_t now = (int64_t)time(NULL);
 
     if (argc < 4 || (n = strtoul(argv[1], NULL, 10)) == 0 || iter < 1) {
-        fprintf(stderr, "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS [SCOPE,...]]\n");
+        fprintf(stderr,
+                "usage: gen_keystore N KEYSTORE KEYS_FILE [ITERATIONS [PASSWORD [SCOPE,...]]]\n");
         return 2;
     }
     keys = fopen(argv[3], "w");
@@ -82,7 +86,7 @@ int main(int argc, char **argv)
         perror(argv[3]);
         return 1;
     }
-    if (p12_save(&es, NULL, "", 0, iter, &der, &len, &e) != 0)
+    if (p12_save(&es, NULL, pass, strlen(pass), iter, &der, &len, &e) != 0)
         return die("p12_save", &e);
     if (storage_replace(argv[2], der, len, &e) != 0)
         return die("storage_replace", &e);

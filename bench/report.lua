@@ -129,6 +129,39 @@ local vl = records("verify_lua.txt")
 local ld = records("load.txt")
 local ref = records("reference.txt")
 local http = records("http.txt")
+local srv = records("servers.txt")
+local SERVERS = { "lighttpd", "nginx", "haproxy", "apache" }
+local SERVER_NAMES = { lighttpd = "lighttpd", nginx = "nginx", haproxy = "HAProxy",
+    apache = "Apache", ["haproxy-fork"] = "HAProxy, insecure-fork-wanted" }
+
+-- Medians of the throughput runs of server s at site (static, proxy), with (apikey) and without
+-- (none) the check: requests/s, server CPU per request, server + backend CPU per request.
+local function throughput(s, site)
+    local r = {}
+    for _, a in ipairs { "none", "apikey" } do
+        local want = { test = "throughput", server = s, site = site, auth = a }
+        local total = {}
+        for _, x in ipairs(srv) do
+            if x.test == "throughput" and x.server == s and x.site == site and x.auth == a then
+                total[#total + 1] = { t = x.server_cpu_us_per_req + x.backend_cpu_us_per_req }
+            end
+        end
+        r[a] = {
+            rps = median(srv, "rps", want),
+            cpu = median(srv, "server_cpu_us_per_req", want),
+            total = median(total, "t", {}),
+        }
+    end
+    if not (r.none.rps and r.apikey.rps) then
+        return nil
+    end
+    -- the cost ratio: what the server alone spends on the static file, with the backend's
+    -- share behind a proxy (the check adds the same work either way)
+    local key = site == "static" and "cpu" or "total"
+    r.rps_ratio = r.apikey.rps / r.none.rps
+    r.cpu_ratio = r.none[key] / r.apikey[key]
+    return r
+end
 
 local function cli_mean(who, n, what)
     local name = n and ("cli-%s-%d.json"):format(who, n) or ("cli-%s.json"):format(who)
@@ -201,6 +234,18 @@ do
     say(row { "lighttpd with apikey / without: requests/s seen by wrk",
         ratio and ("%.1f%% (%s / %s)"):format(ratio * 100, rate(auth), rate(none)) or NA, "n/a",
         "≥ 90%", met(ratio and ratio >= 0.9) })
+    for _, s in ipairs(SERVERS) do
+        for _, site in ipairs { "static", "proxy" } do
+            local r = throughput(s, site)
+            local target = site == "static" and 0.9 or 0.98
+            if r then
+                say(row { ("%s with apikey / without, %s: CPU per request; requests/s")
+                    :format(SERVER_NAMES[s], site == "static" and "4 KiB file" or "proxied"),
+                    ("%.1f%%; %.1f%%"):format(r.cpu_ratio * 100, r.rps_ratio * 100), "n/a",
+                    ("≥ %d%%"):format(target * 100), met(r.cpu_ratio >= target) })
+            end
+        end
+    end
 end
 say()
 
@@ -350,6 +395,59 @@ for _, way in ipairs { "none", "magnet", "header", "check", "apikey", "unknown" 
     say(row { labels[way], rate(rps), none and rps and ("%.1f%%"):format(rps / none * 100) or NA,
         r and r.p50 or NA, r and r.p99 or NA, cpu and ("%.2f µs"):format(cpu) or NA,
         cpu_none and cpu and ("%.1f%%"):format(cpu_none / cpu * 100) or NA })
+end
+
+
+-- Every server.
+local function us(v)
+    return v and dur(v / 1e6) or NA
+end
+if #srv > 0 then
+    say()
+    say("### Every server, with the example against without: wrk -t1 -c16 on 127.0.0.1, a 4 KiB "
+        .. "file (median of the rounds)")
+    say()
+    say("Static: the file served by the server itself. Proxied: passed on to the backend (a "
+        .. "plain nginx, 1 worker, serving the same file). CPU per request is the server's; "
+        .. "behind the proxy, + the backend's.")
+    say()
+    say(header { "server", "site", "requests/s without", "with", "with / without",
+        "CPU per request without", "with", "without / with", "target" })
+    for _, s in ipairs(SERVERS) do
+        for _, site in ipairs { "static", "proxy" } do
+            local r = throughput(s, site)
+            if r then
+                local cpu = function(x)
+                    return site == "static" and ("%.2f µs"):format(x.cpu)
+                        or ("%.2f + %.2f µs"):format(x.cpu, x.total - x.cpu)
+                end
+                local target = site == "static" and 0.9 or 0.98
+                say(row { SERVER_NAMES[s], site == "static" and "static" or "proxied",
+                    rate(r.none.rps), rate(r.apikey.rps), ("%.1f%%"):format(r.rps_ratio * 100),
+                    cpu(r.none), cpu(r.apikey), ("%.1f%%"):format(r.cpu_ratio * 100),
+                    ("≥ %d%%: %s"):format(target * 100, met(r.cpu_ratio >= target)) })
+            end
+        end
+    end
+    say()
+    say("### Latency while the keystore of 100,000 keys is rewritten every second (wrk -t1 "
+        .. "-c16, the 4 KiB file, one run each)")
+    say()
+    say(header { "server", "keystore", "p50 / p99 / max, no rewrites", "with rewrites",
+        "p99 with / without", "target ≤ 1.5" })
+    for _, s in ipairs { "lighttpd", "nginx", "haproxy", "haproxy-fork", "apache" } do
+        for _, kind in ipairs { "plain", "password" } do
+            local a = find(srv, { test = "rewrite", server = s, keystore = kind, rewrites = 0 })
+            local b = find(srv, { test = "rewrite", server = s, keystore = kind, rewrites = 1 })
+            if a and b then
+                local ratio = b.p99_us / a.p99_us
+                say(row { SERVER_NAMES[s], kind == "plain" and "no password" or "password",
+                    ("%s / %s / %s"):format(us(a.p50_us), us(a.p99_us), us(a.max_us)),
+                    ("%s / %s / %s"):format(us(b.p50_us), us(b.p99_us), us(b.max_us)),
+                    ("%.2f"):format(ratio), met(ratio <= 1.5) })
+            end
+        end
+    end
 end
 
 io.write(table.concat(out, "\n"), "\n")

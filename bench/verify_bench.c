@@ -161,6 +161,25 @@ static double rate(void (*batch)(work *), work *w, double secs)
     return rates[SLICES / 2];
 }
 
+/* A line of /proc/self/status in KiB ("VmRSS", "VmHWM"), or -1. */
+static long status_kb(const char *field)
+{
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(field);
+    FILE *f = fopen("/proc/self/status", "r");
+
+    while (f != NULL && fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, field, n) == 0 && line[n] == ':') {
+            kb = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    }
+    if (f != NULL)
+        fclose(f);
+    return kb;
+}
+
 int main(int argc, char **argv)
 {
     ak_keystore ks;
@@ -171,9 +190,12 @@ int main(int argc, char **argv)
     char(*fresh)[AK_KEY_LEN + 1];
 
     if (argc == 3 && strcmp(argv[1], "--load") == 0) {
+        long before = status_kb("VmRSS");
         if (open_store(&ks, argv[2], &ms) != 0)
             return 1;
-        printf("keys=%zu load_ms=%.1f\n", ks.entries.n, ms);
+        /* resident memory before the load, after it (what the keys keep) and at the peak */
+        printf("keys=%zu load_ms=%.1f rss_before_kb=%ld rss_after_kb=%ld rss_peak_kb=%ld\n",
+               ks.entries.n, ms, before, status_kb("VmRSS"), status_kb("VmHWM"));
         keystore_close(&ks);
         return 0;
     }

@@ -34,6 +34,8 @@ typedef struct {
     ak_entries entries;
     ak_foreign *foreign;
     long kdf_budget; /* iterations left once kdf_plan charged each derivation, for retries */
+    const unsigned char *buf; /* the file's bytes, to decode a content again (load_content) */
+    size_t len;
 } loader;
 
 void foreign_free(ak_foreign *f)
@@ -108,6 +110,30 @@ static int keep_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
     return 0;
 }
 
+static PKCS12 *parse_pfx(const unsigned char *buf, size_t len, ak_err *e);
+
+/* Puts back ContentInfo i of cis, whose ciphertext load_content dropped, as the file has it. */
+static int restore_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
+{
+    PKCS12 *p12 = parse_pfx(ld->buf, ld->len, e);
+    STACK_OF(PKCS7) *again = p12 != NULL ? PKCS12_unpack_authsafes(p12) : NULL;
+    int rc = -1;
+
+    if (again != NULL && sk_PKCS7_num(again) == sk_PKCS7_num(cis)) {
+        PKCS7 *dropped = sk_PKCS7_value(cis, i);
+        sk_PKCS7_set(cis, i, sk_PKCS7_value(again, i));
+        PKCS7_free(dropped);
+        sk_PKCS7_set(again, i, NULL);
+        rc = 0;
+    } else if (p12 != NULL) {
+        ERR_clear_error();
+        ak_fail(e, AK_ENOMEM, "out of memory");
+    }
+    sk_PKCS7_pop_free(again, PKCS7_free);
+    PKCS12_free(p12);
+    return rc;
+}
+
 /* ContentInfo i of the AuthenticatedSafe: its bags are read, or, when none is ours, it is
  * moved whole to ld->foreign. */
 static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
@@ -132,9 +158,17 @@ static int load_content(loader *ld, STACK_OF(PKCS7) *cis, int i, ak_err *e)
         if (r < 0)
             return ak_fail(e, AK_ECORRUPT, "content %d: its encrypted data is missing", i + 1);
         if (r == 0) {
+            /* The ciphertext goes as soon as it is decrypted, so that the entries do not grow
+             * beside the file, the ciphertext and the plaintext at once; a content that turns
+             * out to hold none of ours is decoded again from the file to be kept whole. */
+            PKCS7_ENC_CONTENT *ec = p7->d.encrypted->enc_data;
+            ASN1_OCTET_STRING_free(ec->enc_data);
+            ec->enc_data = NULL;
             ours = safebags_read(plain, n, i + 1, &ld->entries, &ld->foreign->bags,
                                  &ld->foreign->names, &ld->kdf_budget, &nbags, e);
             OPENSSL_clear_free(plain, n);
+            if (ours == 0 && nbags != 0 && restore_content(ld, cis, i, e) != 0)
+                return -1;
         }
         break;
     }
@@ -244,6 +278,8 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
         return ak_fail(e, AK_ELIMIT, "the password is too long");
     ld.passlen = (int)passlen;
     ld.kdf_budget = AK_KDF_BUDGET;
+    ld.buf = buf;
+    ld.len = len;
     ERR_clear_error();
     ld.foreign = OPENSSL_zalloc(sizeof *ld.foreign);
     if (ld.foreign == NULL) {
