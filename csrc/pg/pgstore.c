@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
+
+#include "pqlib.h"
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -180,6 +182,8 @@ static void ignore_notice(void *arg, const char *message)
 
 int store_open(ak_store **out, const char *conninfo, ak_err *e)
 {
+    if (pqlib_load(e) != 0)
+        return -1;
     /* dbname is expanded as a connection string; later keywords would override it, earlier
      * ones are defaults it may override. Over TCP, a peer that vanished without a word (a
      * network cut) is found within about a minute rather than the system's retransmission
