@@ -580,7 +580,9 @@ int p12_repass(ak_foreign *f, const char *oldpass, size_t oldlen, const char *ne
     /* All of it could be: now f changes. */
     for (int i = 0; i < n; i++) {
         if (fresh[i] != NULL) {
-            PKCS7_free(sk_PKCS7_set(f->cis, i, fresh[i]));
+            PKCS7 *was = sk_PKCS7_value(f->cis, i);
+            sk_PKCS7_set(f->cis, i, fresh[i]); /* returns the new one */
+            PKCS7_free(was);
             fresh[i] = NULL;
         }
     }
