@@ -530,7 +530,6 @@ function commands.passwd(ks, args, out, old)
         return out:report(msg)
     end
     local count, err, code = ks:passwd(pw)
-    pw = nil -- luacheck: ignore (a Lua string cannot be wiped: at least no reference is kept)
     if not count then
         return out:fail(err, code)
     end
