@@ -287,6 +287,32 @@ int safebags_plausible(const unsigned char *der, size_t len);
 int safebags_write(const ak_entries *in, const ak_bytes *kept, ak_bytes *b,
                    const unsigned char **list, size_t *listlen, ak_err *e);
 
+/* Another password for other tools' keys, when the keystore's password changes: a private key
+ * (pkcs8ShroudedKeyBag) or a secret key as Java writes it (a SecretBag holding an
+ * EncryptedPrivateKeyInfo) is decrypted with a form of the old password and encrypted again with
+ * the new one (PBES2: PBKDF2-HMAC-SHA256 with iter iterations, AES-256-CBC). */
+typedef struct {
+    const char *old[2]; /* the forms of the old password: itself, or "" and NULL when empty */
+    int nold;
+    size_t oldlen;
+    const char *newpass;
+    size_t newlen;
+    int iter;
+    long *budget;        /* key derivation iterations left, charged for every decryption */
+    ak_entries *refused; /* the names (and kinds) of the keys no form of the old one opens */
+    int unnamed;         /* such keys without a name */
+} ak_repass;
+
+/* The bags of a SafeContents (DER, or BER through OpenSSL), back to back in DER, appended to
+ * out. 0, or -1 with e. */
+int safebags_split(const unsigned char *der, size_t len, int ci, ak_bytes *out, ak_err *e);
+/* Bags back to back [in, in + len) appended to out, each key protected with the new password as
+ * above (*changed counts them) and every other bag as it was; a key no form of the old password
+ * opens is kept as it was and named in rp->refused (or counted in rp->unnamed). 0, or -1 with e
+ * (malformed, the key derivation budget spent, out of memory, OpenSSL failed). */
+int safebags_repass(const unsigned char *in, size_t len, ak_repass *rp, ak_bytes *out, int *changed,
+                    ak_err *e);
+
 /* ---- the key derivation budget (kdfbudget.c) --------------------------------------------------
  */
 
@@ -368,6 +394,17 @@ int p12_load(const unsigned char *buf, size_t len, const char *pass, size_t pass
  */
 int p12_save(const ak_entries *in, const ak_foreign *foreign, const char *pass, size_t passlen,
              int iter, unsigned char **out, size_t *outlen, ak_err *e);
+
+/*
+ * Protects what other tools keep in f with the new password instead of the old (passwd): the
+ * keys in every bag (as safebags_repass), and each encrypted content, decrypted with the old
+ * password and encrypted again with the new (iter iterations). f is changed only when all of it
+ * could be; else -1 with e: AK_EINVALID naming the keys (and counting the contents) that the old
+ * password does not open, or as safebags_repass fails. *count is how many keys and contents
+ * were protected again. f may be NULL (nothing to do).
+ */
+int p12_repass(ak_foreign *f, const char *oldpass, size_t oldlen, const char *newpass,
+               size_t newlen, int iter, int *count, ak_err *e);
 
 /* ---- the file on disk (storage.c) -------------------------------------------------------------
  */
@@ -546,6 +583,21 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *
  * that no key stays in the file in the clear; *count is how many. One atomic write, none when
  * there is no MetricsHub key. */
 int keystore_migrate(ak_keystore *ks, int64_t now, size_t *count, ak_err *e);
+/*
+ * Changes the file's password to [pass, pass + passlen) (0: none), written with iter
+ * iterations, in one write under the writers' protocol; the handle then uses it. What other
+ * tools protected with the old password (their keys, their encrypted contents) is protected
+ * with the new one (p12_repass, *count of them); what the old one does not open is refused by
+ * name (AK_EINVALID) before anything is written. AK_ENOTFOUND when the file does not exist;
+ * AK_EINVALID for a MetricsHub keystore (read with MetricsHub's store password), which
+ * MetricsHub could no longer open.
+ */
+int keystore_passwd(ak_keystore *ks, const char *pass, size_t passlen, int iter, int *count,
+                    ak_err *e);
+/* Whether the file at path has a password: *has 0 when the empty password opens it (or it does
+ * not exist: *exists 0), *metricshub when MetricsHub's fixed one does; *has 1 when neither
+ * verifies its MAC. 0, or -1 with e when it cannot be told (unreadable, insecure, corrupt). */
+int keystore_has_password(const char *path, int *has, int *metricshub, int *exists, ak_err *e);
 /* O(1): hash lookup, constant-time compare of the whole hash. Upper-case key text is accepted.
  * *out is set for AK_VALID and AK_EXPIRED. */
 ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t now,

@@ -372,6 +372,42 @@ static int keystore_revoke_key_l(lua_State *L)
     return 1;
 }
 
+/* core.passwd(ks, password, iterations) -> count: the file's password changed (see
+ * keystore_passwd); count is how many of other tools' keys and contents were protected again. */
+static int core_passwd(lua_State *L)
+{
+    keystore_ud *u = check_keystore(L, "passwd");
+    size_t len;
+    const char *pass = check_string(L, 2, &len);
+    lua_Integer iter = luaL_checkinteger(L, 3);
+    int count = 0;
+    ak_err e;
+
+    luaL_argcheck(L, iter >= 1 && iter <= AK_ITER_MAX, 3, "iterations out of range");
+    if (keystore_passwd(&u->ks, pass, len, (int)iter, &count, &e) != 0)
+        return push_failure(L, &e);
+    cache_reset(L, 1);
+    lua_pushinteger(L, count);
+    return 1;
+}
+
+/* core.has_password(path) -> has, how: how is "password", "none", "metricshub" (MetricsHub's
+ * fixed store password opens it) or "missing" (no file) */
+static int core_has_password(lua_State *L)
+{
+    size_t len;
+    const char *path = check_text(L, 1, &len);
+    int has, metricshub, exists;
+    ak_err e;
+
+    luaL_argcheck(L, len > 0, 1, "empty path");
+    if (keystore_has_password(path, &has, &metricshub, &exists, &e) != 0)
+        return push_failure(L, &e);
+    lua_pushboolean(L, has);
+    lua_pushstring(L, has ? "password" : metricshub ? "metricshub" : exists ? "none" : "missing");
+    return 2;
+}
+
 /* Reloads the keystore at index 1 when its file changed, dropping the cached entry tables
  * then; *changed says whether it did. 0, or -1 with e (the keys loaded before stay). */
 static int reload(lua_State *L, keystore_ud *u, int *changed, ak_err *e)
@@ -714,6 +750,8 @@ static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"create", core_create},
                                           {"rotate", core_rotate},
                                           {"unrotate", core_unrotate},
+                                          {"passwd", core_passwd},
+                                          {"has_password", core_has_password},
                                           {"parse_time", core_parse_time},
                                           {"check_alias", core_check_alias},
                                           {"hidden", core_hidden},

@@ -767,3 +767,99 @@ out:
     storage_unlock(&lk);
     return rc;
 }
+
+/* ---- the keystore's password ------------------------------------------------------------- */
+
+static int is_metricshub_password(const char *pass, size_t len)
+{
+    size_t n = strlen(AK_METRICSHUB_STORE_PASSWORD);
+    return len == n && CRYPTO_memcmp(pass, AK_METRICSHUB_STORE_PASSWORD, n) == 0;
+}
+
+int keystore_passwd(ak_keystore *ks, const char *pass, size_t passlen, int iter, int *count,
+                    ak_err *e)
+{
+    ak_lock lk;
+    snapshot s;
+    ak_stamp read, now;
+    ak_err e2;
+    char *fresh, *old = ks->pass;
+    size_t oldlen = ks->passlen;
+    int old_iter = ks->iter, rc = -1;
+
+    *count = 0;
+    if (iter < 1 || iter > AK_ITER_MAX)
+        return ak_fail(e, AK_EINVALID, "iterations out of range");
+    fresh = malloc(passlen + 1);
+    if (fresh == NULL)
+        return ak_fail(e, AK_ENOMEM, "out of memory");
+    if (passlen > 0)
+        memcpy(fresh, pass, passlen);
+    fresh[passlen] = '\0';
+    if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
+        goto wipe;
+    if (snapshot_read(ks, &s, e) != 0)
+        goto out;
+    if (!s.stamp.exists) {
+        snapshot_free(&s);
+        ak_fail(e, AK_ENOTFOUND,
+                "cannot change the password of %s: there is no such file yet; the first create "
+                "makes it, with the password given then",
+                ks->path);
+        goto out;
+    }
+    /* MetricsHub opens its keystore with its fixed store password only: with another, its
+     * server and its command could no longer open it. */
+    if (s.metricshub_pass || is_metricshub_password(ks->pass, ks->passlen)) {
+        snapshot_free(&s);
+        ak_fail(e, AK_EINVALID,
+                "cannot change the password of %s: it is a MetricsHub keystore, which MetricsHub "
+                "opens with its own fixed password only and could no longer open with another; "
+                "it was left as it is",
+                ks->path);
+        goto out;
+    }
+    if (p12_repass(s.foreign, ks->pass, ks->passlen, fresh, passlen, iter, count, e) != 0) {
+        snapshot_free(&s);
+        fail_on(e, "change the password of", ks->path);
+        goto out;
+    }
+    ks->pass = fresh;
+    ks->passlen = passlen;
+    ks->iter = iter;
+    read = s.stamp;
+    rc = snapshot_commit(ks, &s, e);
+    /* Not written (the lock is held: the file is the one read): the handle keeps the password
+     * of the file. */
+    if (rc != 0 && storage_stamp(ks->path, &now, &e2) == 0 && storage_stamp_equal(&now, &read)) {
+        ks->pass = old;
+        ks->passlen = oldlen;
+        ks->iter = old_iter;
+        old = fresh;
+        oldlen = passlen;
+    }
+    fresh = old;
+    passlen = oldlen;
+out:
+    storage_unlock(&lk);
+wipe:
+    OPENSSL_cleanse(fresh, passlen + 1);
+    free(fresh);
+    return rc;
+}
+
+int keystore_has_password(const char *path, int *has, int *metricshub, int *exists, ak_err *e)
+{
+    ak_keystore ks;
+    *has = *metricshub = *exists = 0;
+    if (keystore_open(&ks, path, "", 0, 1, 0, e) == 0) {
+        *metricshub = ks.metricshub_pass;
+        *exists = ks.stamp.exists;
+        keystore_close(&ks);
+        return 0;
+    }
+    if (e->code != AK_EBADPASSWORD)
+        return -1;
+    *has = *exists = 1;
+    return 0;
+}

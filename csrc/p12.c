@@ -435,3 +435,210 @@ done:
     OPENSSL_clear_free(plain.p, plain.cap);
     return rc;
 }
+/* ---- another password for other tools' content ------------------------------------------- */
+
+/* A SafeContents of the bags [bags, bags + len), OPENSSL_malloc'd in *out. 0, or -1. */
+static int wrap_list(const unsigned char *bags, size_t len, unsigned char **out, size_t *outlen)
+{
+    *outlen = der_tlv_size(len);
+    *out = OPENSSL_malloc(*outlen);
+    if (*out == NULL)
+        return -1;
+    memcpy(der_put_header(*out, DER_SEQUENCE, len), bags, len);
+    return 0;
+}
+
+/* A data ContentInfo holding list. */
+static PKCS7 *data_content(const unsigned char *list, size_t len)
+{
+    PKCS7 *p7 = PKCS7_new();
+    if (p7 == NULL || !PKCS7_set_type(p7, NID_pkcs7_data) || len > INT_MAX ||
+        !ASN1_OCTET_STRING_set(p7->d.data, list, (int)len)) {
+        PKCS7_free(p7);
+        return NULL;
+    }
+    return p7;
+}
+
+/* The message of a refusal: the names of the keys that cannot be protected again. */
+static void refusal(ak_err *e, const ak_repass *rp, int contents)
+{
+    char *m = e->msg;
+    size_t size = sizeof e->msg - 200, used; /* room kept for the advice */
+    size_t i;
+
+    e->code = AK_EINVALID;
+    used = (size_t)snprintf(m, size,
+                            "other tools' entries are protected with a password that is "
+                            "not the keystore's, so they cannot be protected with the "
+                            "new one:");
+    for (i = 0; i < rp->refused->n && used < size; i++) {
+        const ak_entry *en = &rp->refused->v[i];
+        const char *kind = en->kind == AK_KIND_PRIVATE  ? "a private key"
+                           : en->kind == AK_KIND_SECRET ? "a secret key"
+                                                        : "an entry";
+        size_t before = used;
+        used += (size_t)snprintf(m + used, size - used, "%s '%.*s' (%s)", i > 0 ? "," : "",
+                                 (int)en->alias_len, en->alias, kind);
+        /* a name from the file: its control bytes are not written raw to a terminal */
+        for (size_t j = before; j < used && j < size; j++)
+            if ((unsigned char)m[j] < 0x20 || m[j] == 0x7f)
+                m[j] = '?';
+    }
+    if (used >= size)
+        used = size - 1;
+    if (i < rp->refused->n)
+        used +=
+            (size_t)snprintf(m + used, sizeof e->msg - used, " and %zu more", rp->refused->n - i);
+    if (rp->unnamed > 0)
+        used += (size_t)snprintf(m + used, sizeof e->msg - used, "%s %d key%s without a name",
+                                 rp->refused->n > 0 ? "," : "", rp->unnamed,
+                                 rp->unnamed == 1 ? "" : "s");
+    if (contents > 0)
+        used += (size_t)snprintf(
+            m + used, sizeof e->msg - used, "%s %d encrypted content%s it cannot open",
+            rp->refused->n > 0 || rp->unnamed > 0 ? "," : "", contents, contents == 1 ? "" : "s");
+    snprintf(m + used, sizeof e->msg - used,
+             "; give them the keystore's password with the tool that made them, or remove them; "
+             "nothing was written");
+}
+
+int p12_repass(ak_foreign *f, const char *oldpass, size_t oldlen, const char *newpass,
+               size_t newlen, int iter, int *count, ak_err *e)
+{
+    loader ld;
+    ak_entries refused = {NULL, 0, 0};
+    ak_repass rp;
+    ak_bytes bags = {NULL, 0, 0}, list = {NULL, 0, 0};
+    PKCS7 **fresh = NULL;
+    int n = 0, contents = 0, changed = 0, rc = -1;
+
+    *count = 0;
+    if (f == NULL)
+        return 0;
+    if (oldlen > INT_MAX || newlen > INT_MAX)
+        return ak_fail(e, AK_ELIMIT, "the password is too long");
+    memset(&ld, 0, sizeof ld);
+    ld.passlen = (int)oldlen;
+    ld.kdf_budget = AK_KDF_BUDGET;
+    if (oldlen > 0) {
+        ld.forms[0] = oldpass;
+        ld.nforms = 1;
+    } else {
+        ld.forms[0] = "";
+        ld.forms[1] = NULL;
+        ld.nforms = 2;
+    }
+    memset(&rp, 0, sizeof rp);
+    rp.old[0] = ld.forms[0];
+    rp.old[1] = ld.forms[1];
+    rp.nold = ld.nforms;
+    rp.oldlen = oldlen;
+    rp.newpass = newlen > 0 ? newpass : "";
+    rp.newlen = newlen;
+    rp.iter = iter;
+    rp.budget = &ld.kdf_budget;
+    rp.refused = &refused;
+    ERR_clear_error();
+
+    /* The bags that share our content: written by p12_save, encrypted with the new password. */
+    if (f->bags.len > 0) {
+        if (safebags_repass(f->bags.p, f->bags.len, &rp, &bags, &changed, e) != 0)
+            goto done;
+        *count += changed;
+    }
+    n = sk_PKCS7_num(f->cis);
+    if (n > 0 && (fresh = OPENSSL_zalloc((size_t)n * sizeof *fresh)) == NULL)
+        goto nomem;
+    for (int i = 0; i < n; i++) {
+        PKCS7 *p7 = sk_PKCS7_value(f->cis, i);
+        unsigned char *plain = NULL, *wrapped = NULL;
+        size_t plainlen = 0, wrappedlen = 0;
+        int nid = OBJ_obj2nid(p7->type), r, encrypted = nid == NID_pkcs7_encrypted;
+
+        if (nid == NID_pkcs7_data) {
+            if (p7->d.data == NULL)
+                continue;
+            plain = p7->d.data->data;
+            plainlen = (size_t)p7->d.data->length;
+        } else if (encrypted) {
+            const PKCS7_ENC_CONTENT *ec =
+                p7->d.encrypted != NULL ? p7->d.encrypted->enc_data : NULL;
+            if (ec == NULL || ec->algorithm == NULL) {
+                contents++;
+                continue;
+            }
+            if (kdf_opens(ec->algorithm) && kdf_charge(&ld.kdf_budget, ec->algorithm) == -2) {
+                ak_fail(e, AK_ECORRUPT, "content %d asks for more key derivation than is left",
+                        i + 1);
+                goto done;
+            }
+            r = decrypt_content(&ld, p7, i + 1, &plain, &plainlen, e);
+            if (r == -2)
+                goto done;
+            if (r != 0) { /* another password, or a cipher or key derivation not opened */
+                contents++;
+                continue;
+            }
+        } else {
+            continue; /* envelopedData and the like: not protected with a password */
+        }
+        list.len = 0;
+        r = safebags_split(plain, plainlen, i + 1, &list, e);
+        if (r == 0) {
+            ak_bytes out = {NULL, 0, 0};
+            r = safebags_repass(list.p, list.len, &rp, &out, &changed, e);
+            if (r == 0 && (encrypted || changed > 0)) {
+                if (wrap_list(out.p, out.len, &wrapped, &wrappedlen) != 0)
+                    r = ak_fail(e, AK_ENOMEM, "out of memory");
+                else if (encrypted)
+                    r = (fresh[i] = encrypt_list(wrapped, wrappedlen, rp.newpass, (int)newlen, iter,
+                                                 e)) != NULL
+                            ? 0
+                            : -1;
+                else if ((fresh[i] = data_content(wrapped, wrappedlen)) == NULL)
+                    r = ak_fail(e, AK_ENOMEM, "out of memory");
+                *count += changed + encrypted;
+            }
+            OPENSSL_clear_free(out.p, out.cap);
+            if (wrapped != NULL)
+                OPENSSL_clear_free(wrapped, wrappedlen);
+        }
+        if (encrypted)
+            OPENSSL_clear_free(plain, plainlen);
+        if (r != 0)
+            goto done;
+    }
+    if (refused.n > 0 || rp.unnamed > 0 || contents > 0) {
+        refusal(e, &rp, contents);
+        goto done;
+    }
+    /* All of it could be: now f changes. */
+    for (int i = 0; i < n; i++) {
+        if (fresh[i] != NULL) {
+            PKCS7 *was = sk_PKCS7_value(f->cis, i);
+            sk_PKCS7_set(f->cis, i, fresh[i]); /* returns the new one */
+            PKCS7_free(was);
+            fresh[i] = NULL;
+        }
+    }
+    if (f->bags.len > 0) {
+        OPENSSL_clear_free(f->bags.p, f->bags.cap);
+        f->bags = bags;
+        bags.p = NULL;
+        bags.cap = 0;
+    }
+    rc = 0;
+    goto done;
+nomem:
+    ak_fail(e, AK_ENOMEM, "out of memory");
+done:
+    for (int i = 0; fresh != NULL && i < n; i++)
+        PKCS7_free(fresh[i]);
+    OPENSSL_free(fresh);
+    OPENSSL_clear_free(bags.p, bags.cap);
+    OPENSSL_clear_free(list.p, list.cap);
+    entries_clear(&refused);
+    ERR_clear_error();
+    return rc;
+}

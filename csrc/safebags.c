@@ -630,3 +630,239 @@ int safebags_write(const ak_entries *in, const ak_bytes *kept, ak_bytes *b,
     oids_free(&o);
     return rc;
 }
+
+/* ---- another password for other tools' keys (for p12_repass) -------------------------------- */
+
+int safebags_split(const unsigned char *der, size_t len, int ci, ak_bytes *out, ak_err *e)
+{
+    const unsigned char *p = NULL, *end = NULL, *q;
+    STACK_OF(PKCS12_SAFEBAG) *bags = NULL;
+    int rc = -1;
+
+    switch (list_outline(der, len, &p, &end)) {
+    case 0:
+        if (bytes_reserve(out, (size_t)(end - p)) != 0)
+            return ak_fail(e, AK_ENOMEM, "out of memory");
+        if (end > p)
+            memcpy(out->p + out->len, p, (size_t)(end - p));
+        out->len += (size_t)(end - p);
+        return 0;
+    case 1:
+        break;
+    default:
+        return ak_fail(e, AK_ECORRUPT, "content %d: its list of bags is malformed", ci);
+    }
+    q = der;
+    if (len <= LONG_MAX)
+        bags = (STACK_OF(PKCS12_SAFEBAG) *)ASN1_item_d2i(NULL, &q, (long)len,
+                                                         ASN1_ITEM_rptr(PKCS12_SAFEBAGS));
+    if (bags == NULL || q != der + len) {
+        ak_fail(e, AK_ECORRUPT, "content %d: its list of bags is malformed", ci);
+        goto done;
+    }
+    for (int i = 0; i < sk_PKCS12_SAFEBAG_num(bags); i++) {
+        unsigned char *bag = NULL;
+        int n = i2d_PKCS12_SAFEBAG(sk_PKCS12_SAFEBAG_value(bags, i), &bag);
+        if (n <= 0 || bytes_reserve(out, (size_t)n) != 0) {
+            if (n > 0)
+                OPENSSL_clear_free(bag, (size_t)n);
+            ak_fail(e, AK_ENOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(out->p + out->len, bag, (size_t)n);
+        out->len += (size_t)n;
+        OPENSSL_clear_free(bag, (size_t)n);
+    }
+    rc = 0;
+done:
+    ERR_clear_error();
+    sk_PKCS12_SAFEBAG_pop_free(bags, PKCS12_SAFEBAG_free);
+    return rc;
+}
+
+/* An EncryptedPrivateKeyInfo [epki, epki + len) decrypted with a form of the old password and
+ * encrypted again with the new one: 0 with *out (OPENSSL_malloc'd DER); 1 when it cannot be (no
+ * form decrypts it, a key derivation a load does not run, not an EncryptedPrivateKeyInfo); -1
+ * with e (the budget of key derivation spent, out of memory or OpenSSL failed). */
+static int repass_key(ak_repass *rp, const unsigned char *epki, size_t len, unsigned char **out,
+                      size_t *outlen, ak_err *e)
+{
+    const unsigned char *q = epki;
+    X509_SIG *sig = NULL, *nsig = NULL;
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    const X509_ALGOR *alg;
+    int rc = 1, n;
+
+    if (len <= LONG_MAX)
+        sig = d2i_X509_SIG(NULL, &q, (long)len);
+    if (sig == NULL || q != epki + len)
+        goto done;
+    X509_SIG_get0(sig, &alg, NULL);
+    for (int f = 0; f < rp->nold && p8 == NULL; f++) {
+        switch (kdf_charge(rp->budget, alg)) {
+        case 0:
+            break;
+        case -2:
+            rc = ak_fail(e, AK_ECORRUPT,
+                         "its keys ask for more key derivation than %ld iterations in all; the "
+                         "file is damaged or was made to stall apikey",
+                         (long)AK_KDF_BUDGET);
+            goto done;
+        default:
+            goto done;
+        }
+        p8 = PKCS8_decrypt(sig, rp->old[f], rp->old[f] != NULL ? (int)rp->oldlen : 0);
+    }
+    if (p8 == NULL)
+        goto done;
+    nsig = PKCS8_encrypt_ex(-1, EVP_aes_256_cbc(), rp->newpass, (int)rp->newlen, NULL, 16, rp->iter,
+                            p8, NULL, NULL);
+    *out = NULL;
+    if (nsig == NULL || (n = i2d_X509_SIG(nsig, out)) <= 0) {
+        rc = ak_fail_ssl(e, AK_ECRYPTO,
+                         "protecting another tool's key with the new password "
+                         "failed");
+        goto done;
+    }
+    *outlen = (size_t)n;
+    rc = 0;
+done:
+    ERR_clear_error();
+    PKCS8_PRIV_KEY_INFO_free(p8); /* wipes the key it holds */
+    X509_SIG_free(nsig);
+    X509_SIG_free(sig);
+    return rc;
+}
+
+/* Appends to out the bag SEQUENCE { bagId, [0] { value }, attrs }, where value is
+ * [v, v + vlen) wrapped in the headers of wrap (outermost first, nwrap of them), and attrs the
+ * bytes [attrs, attrs + alen) as they were. */
+static int put_bag(ak_bytes *out, const oid_der *id, const unsigned tags[], const oid_der *inner,
+                   int nwrap, const unsigned char *v, size_t vlen, const unsigned char *attrs,
+                   size_t alen)
+{
+    size_t sizes[4], bag, total;
+    unsigned char *p;
+    int k;
+
+    /* sizes[k]: the contents of the k-th header from the outside; the innermost holds v. */
+    sizes[nwrap - 1] = vlen;
+    for (k = nwrap - 1; k > 0; k--)
+        sizes[k - 1] =
+            der_tlv_size(sizes[k]) + (inner != NULL && k == 2 ? der_tlv_size(inner->n) : 0);
+    bag = der_tlv_size(id->n) + der_tlv_size(sizes[0]) + alen;
+    total = der_tlv_size(bag);
+    if (bytes_reserve(out, total) != 0)
+        return -1;
+    p = der_put_header(out->p + out->len, DER_SEQUENCE, bag);
+    p = put_oid(p, id);
+    for (k = 0; k < nwrap; k++) {
+        p = der_put_header(p, tags[k], sizes[k]);
+        if (inner != NULL && k == 1)
+            p = put_oid(p, inner);
+    }
+    memcpy(p, v, vlen);
+    p += vlen;
+    if (alen > 0)
+        memcpy(p, attrs, alen);
+    out->len += total;
+    return 0;
+}
+
+int safebags_repass(const unsigned char *in, size_t len, ak_repass *rp, ak_bytes *out, int *changed,
+                    ak_err *e)
+{
+    const unsigned char *p = in, *end = in + len;
+    oids o;
+    int rc = -1, n = 0;
+
+    *changed = 0;
+    if (oids_init(&o, e) != 0)
+        return -1;
+    while (p != end) {
+        const unsigned char *bag = p, *val, *q, *qend, *id, *v, *attrs, *epki = NULL, *type = NULL;
+        size_t vlen, idlen, tvlen, epkilen = 0, typelen = 0, bytes;
+        unsigned tag;
+        unsigned char *nkey = NULL;
+        size_t nkeylen = 0;
+        int r = 1, secret = 0;
+
+        n++;
+        if (der_next(&p, end, 0, &tag, &val, &vlen) != 0 || tag != DER_SEQUENCE) {
+            ak_fail(e, AK_ECORRUPT, "bag %d of another tool is malformed", n);
+            goto done;
+        }
+        bytes = (size_t)(p - bag);
+        q = val;
+        qend = val + vlen;
+        if (der_next(&q, qend, 0, &tag, &id, &idlen) != 0 || tag != DER_OID ||
+            der_next(&q, qend, 0, &tag, &v, &tvlen) != 0 || tag != DER_EXPLICIT_0) {
+            r = 2; /* not a bag we can read: kept as it is */
+        } else if (oid_is(id, idlen, &o.shrouded_key_bag)) {
+            epki = v;
+            epkilen = tvlen;
+        } else if (oid_is(id, idlen, &o.secret_bag)) {
+            /* [0] { SEQUENCE { type, [0] { OCTET STRING EncryptedPrivateKeyInfo } } }: a secret
+             * key as Java writes it, protected as a private key is */
+            const unsigned char *s = v, *send = v + tvlen, *w;
+            size_t wlen;
+            if (der_expect(&s, send, DER_SEQUENCE, &w, &wlen) == 0 && s == send) {
+                s = w;
+                send = w + wlen;
+                if (der_expect(&s, send, DER_OID, &type, &typelen) == 0 &&
+                    oid_is(type, typelen, &o.shrouded_key_bag) &&
+                    der_expect(&s, send, DER_EXPLICIT_0, &w, &wlen) == 0 && s == send) {
+                    s = w;
+                    send = w + wlen;
+                    if (der_expect(&s, send, DER_OCTET_STRING, &epki, &epkilen) != 0 || s != send)
+                        epki = NULL;
+                    secret = epki != NULL;
+                }
+            }
+            if (!secret)
+                r = 2;
+        } else {
+            r = 2;
+        }
+        attrs = q;
+        if (r == 1)
+            r = repass_key(rp, epki, epkilen, &nkey, &nkeylen, e);
+        if (r < 0)
+            goto done;
+        if (r == 0) {
+            static const unsigned shrouded_tags[] = {DER_EXPLICIT_0};
+            static const unsigned secret_tags[] = {DER_EXPLICIT_0, DER_SEQUENCE, DER_EXPLICIT_0,
+                                                   DER_OCTET_STRING};
+            oid_der inner = {type, typelen};
+            int bad = secret ? put_bag(out, &o.secret_bag, secret_tags, &inner, 4, nkey, nkeylen,
+                                       attrs, (size_t)(qend - attrs))
+                             : put_bag(out, &o.shrouded_key_bag, shrouded_tags, NULL, 1, nkey,
+                                       nkeylen, attrs, (size_t)(qend - attrs));
+            OPENSSL_free(nkey);
+            if (bad) {
+                ak_fail(e, AK_ENOMEM, "out of memory");
+                goto done;
+            }
+            (*changed)++;
+            continue;
+        }
+        if (r == 1) { /* a key the old password does not open: named, and refused */
+            reader rd = {.oid = o, .names = rp->refused};
+            size_t before = rp->refused->n;
+            if (note_name(&rd, val, qend, e) != 0)
+                goto done;
+            if (rp->refused->n == before)
+                rp->unnamed++;
+        }
+        if (bytes_reserve(out, bytes) != 0) {
+            ak_fail(e, AK_ENOMEM, "out of memory");
+            goto done;
+        }
+        memcpy(out->p + out->len, bag, bytes);
+        out->len += bytes;
+    }
+    rc = 0;
+done:
+    oids_free(&o);
+    return rc;
+}

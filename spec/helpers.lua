@@ -304,6 +304,31 @@ function helpers.sleep(seconds)
     end
 end
 
+-- Java 17's bin folder (keytool, java, javac), or nil: for the specs that share a keystore
+-- with Java.
+function helpers.jdk17()
+    local dir = helpers.capture("ls -d /usr/lib/jvm/java-17-openjdk-*/bin 2>/dev/null | head -n 1")
+        :gsub("%s+$", "")
+    if dir ~= "" and helpers.sh("test -x " .. helpers.quote(dir .. "/keytool")) == 0 then
+        return dir
+    end
+    return nil
+end
+
+-- Runs a shell command line; asserts it succeeds and returns its standard output.
+function helpers.must(cmd)
+    local out, err, code = helpers.sh_files(cmd)
+    assert(code == 0, ("%s failed (%s): %s%s"):format(cmd, tostring(code), out or "", err or ""))
+    return out
+end
+
+-- Java's keytool from jdk (helpers.jdk17()) on a PKCS12 file: its standard output.
+function helpers.keytool(jdk, file, storepass, ...)
+    return helpers.must(helpers.quote_all { jdk .. "/keytool", ... }
+        .. " -storetype PKCS12 -keystore " .. helpers.quote(file) .. " -storepass "
+        .. helpers.quote(storepass) .. " -noprompt")
+end
+
 helpers.reliability = require("spec.support.reliability")(helpers)
 
 return helpers

@@ -6,28 +6,11 @@ local h = require "spec.helpers"
 
 local q = h.quote
 
--- Java 17's bin folder (keytool, java, javac), or nil.
-local function jdk17()
-    local dir = h.capture("ls -d /usr/lib/jvm/java-17-openjdk-*/bin 2>/dev/null | head -n 1")
-        :gsub("%s+$", "")
-    if dir ~= "" and h.sh("test -x " .. q(dir .. "/keytool")) == 0 then
-        return dir
-    end
-    return nil
-end
-
-local JDK = jdk17()
-
--- Runs a shell command line; asserts it succeeds and returns its standard output.
-local function must(cmd)
-    local out, err, code = h.sh_files(cmd)
-    assert(code == 0, ("%s failed (%s): %s%s"):format(cmd, tostring(code), out or "", err or ""))
-    return out
-end
+local JDK = h.jdk17()
+local must = h.must
 
 local function keytool(file, storepass, ...)
-    return must(h.quote_all { JDK .. "/keytool", ... } .. " -storetype PKCS12 -keystore "
-        .. q(file) .. " -storepass " .. q(storepass) .. " -noprompt")
+    return h.keytool(JDK, file, storepass, ...)
 end
 
 -- The aliases keytool lists, sorted, each with its entry type.

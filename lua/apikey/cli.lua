@@ -49,8 +49,9 @@ local function build_parser(default_keystore)
             :argname("URL"):target(root and "root_store" or "store")
     end
 
-    local parser = argparse("apikey", "Create, list, rotate, revoke and verify API keys. Only a SHA-256 "
-        .. "hash of each key is kept, in a PKCS#12 keystore.")
+    local parser = argparse("apikey", "Create, list, rotate, revoke and verify API keys; change "
+        .. "the keystore's password. Only a SHA-256 hash of each key is kept, in a PKCS#12 "
+        .. "keystore.")
         :command_target("command")
         :epilog(HELP_EPILOG)
     common(parser, true)
@@ -109,6 +110,21 @@ local function build_parser(default_keystore)
     common(verify)
     verify:argument("key", "The key; read from standard input when absent or -.")
         :args("?")
+
+    local passwd = parser:command("passwd", "Change the keystore's password (the current one "
+        .. "from --password-file or APIKEY_KEYSTORE_PASSWORD), in one write: other tools' keys "
+        .. "protected with it are protected with the new one. The new password is the first line "
+        .. "of standard input unless an option gives it.")
+    common(passwd)
+    passwd:mutex(
+        passwd:option("--new-password-file", "A file whose first line is the new password.")
+            :argname("FILE"),
+        passwd:flag("--no-password", "Remove the password: the file's permissions then protect "
+            .. "it."))
+
+    local has_passwd = parser:command("has-passwd", "Tell whether the keystore has a password: "
+        .. "exit status 0 when it has, 1 when not.")
+    common(has_passwd)
 
     local sync = parser:command("sync", "Keep the keystore file equal to the store's table: "
         .. "follow its changes, and write the file (atomically) only when they change it.")
@@ -475,6 +491,86 @@ function commands.verify(ks, args, out)
     return 1
 end
 
+-- The new password of passwd: --new-password-file's first line, "" for --no-password, else
+-- the first line of standard input (asked for without echo on a terminal). Never shown.
+local function new_password(args, out)
+    if args.no_password then
+        return ""
+    elseif args.new_password_file then
+        local pw, msg = read_password(args.new_password_file)
+        return pw, msg and msg:gsub("%-%-password%-file", "--new-password-file")
+    end
+    local terminal = out.stdin == io.stdin and os.execute("test -t 0") == true
+    local function ask(prompt)
+        if not terminal then
+            return out.stdin:read("l")
+        end
+        out.stderr:write(prompt)
+        out.stderr:flush()
+        os.execute("stty -echo 2>/dev/null")
+        local line = out.stdin:read("l")
+        os.execute("stty echo 2>/dev/null")
+        out.stderr:write("\n")
+        return line
+    end
+    local pw = (ask("New password: ") or ""):gsub("\r$", "")
+    if pw == "" then
+        return nil, "no new password: the first line of standard input is empty; give it there "
+            .. "or with --new-password-file FILE, or remove the password with --no-password"
+    end
+    if terminal and (ask("Repeat it: ") or ""):gsub("\r$", "") ~= pw then
+        return nil, "the two passwords typed differ; nothing was changed"
+    end
+    return pw
+end
+
+function commands.passwd(ks, args, out, old)
+    local pw, msg = new_password(args, out)
+    if not pw then
+        return out:report(msg)
+    end
+    local count, err, code = ks:passwd(pw)
+    if not count then
+        return out:fail(err, code)
+    end
+    out.changed = true
+    local path = printable(ks:path(), true)
+    local had = old ~= nil and old ~= ""
+    if args.no_password then
+        out:say(had and ("The password of keystore %s has been removed."):format(path)
+            or ("Keystore %s had no password and still has none."):format(path))
+    else
+        out:say(("The password of keystore %s has been %s."):format(path, had and "changed"
+            or "set"))
+    end
+    if count > 0 then
+        out:say(("Other tools' entries protected with the new password too: %d."):format(count))
+    end
+    out:warn(ks:warning())
+    return 0
+end
+
+-- has-passwd: 0 when the file has a password, 1 when not; needs no password.
+local function has_passwd(path, out)
+    local has, how, code = apikey.has_password(path)
+    if has == nil then
+        return out:fail(how, code)
+    end
+    path = printable(path, true)
+    if has then
+        out:say(("Keystore %s has a password."):format(path))
+        return 0
+    elseif how == "metricshub" then
+        out:say(("Keystore %s has no password of its own: MetricsHub's fixed store password, "
+            .. "public in its source, opens it."):format(path))
+    elseif how == "missing" then
+        out:say(("Keystore %s does not exist yet, so it has no password."):format(path))
+    else
+        out:say(("Keystore %s has no password."):format(path))
+    end
+    return 1
+end
+
 local INTERVAL_MAX = 86400
 
 -- `apikey sync`: runs until stopped, or once; each line out at once, for a journal.
@@ -613,6 +709,10 @@ local function with_store(args, out, conninfo, stdout_closed)
         return out:report("migrate works on a keystore file's MetricsHub keys, not on a store; "
             .. "run it without --store and APIKEY_STORE")
     end
+    if args.command == "passwd" or args.command == "has-passwd" then
+        return out:report(("%s works on a keystore file's password, not on a store; run it "
+            .. "without --store and APIKEY_STORE"):format(args.command))
+    end
     if args.command == "rotate" or (args.command == "revoke" and args.key) then
         -- the store's table does not keep rotations yet (and its create refuses scopes)
         return out:report(("%s works on a keystore file, not on a store yet; run it without "
@@ -673,11 +773,14 @@ function cli.main(argv, opts)
     if refuse_closed_stdout(args, out, stdout_closed) then
         return out:finish(1)
     end
+    if args.command == "has-passwd" then
+        return out:finish(has_passwd(path, out))
+    end
     local ks <close>, err, code = apikey.open { path = path, password = password }
     if not ks then
         return out:finish(out:fail(err, code))
     end
-    return out:finish(commands[args.command](ks, args, out))
+    return out:finish(commands[args.command](ks, args, out, password))
 end
 
 return cli

@@ -253,6 +253,16 @@ function apikey.authorize(entry, scope)
     return false
 end
 
+-- The PBKDF2 cost of a file with password: the one given (checked), else the default for it.
+local function iterations_for(fname, n, password, iterations)
+    if iterations == nil then
+        return password == "" and ITERATIONS_NO_PASSWORD or ITERATIONS_PASSWORD
+    elseif not is_integer(iterations) or iterations < 1 or iterations > core.ITERATIONS_MAX then
+        argerror(fname, n, ("iterations must be an integer from 1 to %d"):format(core.ITERATIONS_MAX))
+    end
+    return iterations
+end
+
 --- Opens a keystore: the apikey.Keystore userdata of the core, whose methods are the core's
 -- with `create` added below. A missing file is an empty keystore; nothing is written until the
 -- first create.
@@ -269,12 +279,7 @@ function apikey.open(opts)
         argerror("open", 1, "password must be a string, got " .. type(password))
     end
     password = password or ""
-    local iterations = opts.iterations
-    if iterations == nil then
-        iterations = password == "" and ITERATIONS_NO_PASSWORD or ITERATIONS_PASSWORD
-    elseif not is_integer(iterations) or iterations < 1 or iterations > core.ITERATIONS_MAX then
-        argerror("open", 1, ("iterations must be an integer from 1 to %d"):format(core.ITERATIONS_MAX))
-    end
+    local iterations = iterations_for("open", 1, password, opts.iterations)
     local lock_timeout = opts.lock_timeout or LOCK_TIMEOUT
     if type(lock_timeout) ~= "number"
         or not (lock_timeout >= 0 and lock_timeout <= core.LOCK_TIMEOUT_MAX) then
@@ -362,6 +367,34 @@ function Keystore:rotate(alias, opts)
         return nil, why, "invalid"
     end
     return core.rotate(self, alias, now, now + grace, keep, expires or nil)
+end
+
+local PASSWD_OPTIONS = { iterations = true }
+
+--- Changes the file's password to new_password ("" removes it), in one atomic write, what other
+-- tools protected with the old one included; this handle then uses the new one. opts.iterations:
+-- the PBKDF2 cost of the file, default as for open (2048 without a password, 600,000 with one).
+-- Returns the number of other tools' keys and contents protected again; nil, message, code when
+-- the file does not exist ("notfound"), is MetricsHub's or holds keys of another tool that the
+-- old password does not open ("invalid": nothing written), or as a write fails.
+function Keystore:passwd(new_password, opts)
+    if type(new_password) ~= "string" then
+        argerror("passwd", 1, "new_password must be a string, got " .. type(new_password))
+    end
+    opts = opts or {}
+    check_options("passwd", 2, opts, PASSWD_OPTIONS)
+    return core.passwd(self, new_password,
+        iterations_for("passwd", 2, new_password, opts.iterations))
+end
+
+--- Whether the keystore file at path has a password: true, "password"; or false and "none",
+-- "metricshub" (MetricsHub's fixed store password, public in its source, opens it) or "missing"
+-- (no file yet); nil, message, code when it cannot be told (unreadable, insecure, corrupt).
+function apikey.has_password(path)
+    if type(path) ~= "string" or path == "" then
+        argerror("has_password", 1, "path must be a non-empty string")
+    end
+    return core.has_password(path)
 end
 
 Keystore.authorize = function(_, entry, scope)
