@@ -1,6 +1,6 @@
 -- The PostgreSQL store and `apikey sync`, against a real PostgreSQL 15 started by each test in
 -- its own folder (spec/support/postgres.lua: a Unix socket there, no TCP port, run as nobody
--- when the specs run as root, stopped by PID when the test ends). About 15 s in all.
+-- when the specs run as root, stopped by PID when the test ends). About 20 s in all.
 local h = require "spec.helpers"
 local pg = require("spec.support.postgres")(h)
 local apikey = require "apikey"
@@ -473,6 +473,17 @@ describe("apikey --store with scopes and rotation", function()
         local out = store_run(db, { "rotate", "leaky", "--grace", "1h" })
         local new = assert(out:match("': (" .. h.UUID .. ") "))
         local other = store_create(db, "other")
+        -- a rotation whose new key could not be printed is undone: the key it had is in use again,
+        -- with its expiry
+        assert.are.equal(0, select(3, store_run(db, { "create", "undone", "--expires-in", "30d" })))
+        local before = list_of { "--store", db.conninfo, "list" }
+        local cmd = h.lua .. " " .. h.quote_all { h.bin, "--store", db.conninfo, "rotate", "undone",
+            "--expires-in", "1d" } .. " >/dev/full"
+        local _, err, code = h.exec({ "sh", "-c", cmd })
+        assert.are.equal(1, code)
+        assert.truthy(err:find("rotation of alias 'undone' was undone", 1, true), err)
+        assert.are.equal(before, list_of { "--store", db.conninfo, "list" })
+        assert.are.equal(0, select(3, store_run(db, { "revoke", "undone" })))
         assert.are.same({ ("Synced 3 API keys to %s.\n"):format(file), "", 0 },
             { sync_once(db, file) })
 
@@ -483,7 +494,6 @@ describe("apikey --store with scopes and rotation", function()
                 { store_run(db, { "revoke", "--key", "-" }, nil, k .. "\n") })
             assert.are.same({ "", "unknown\n", 1 }, { store_run(db, { "verify", k }) })
         end
-        local err, code
         out, err, code = store_run(db, { "revoke", "--key", "-" }, nil, "hello\n")
         assert.are.same({ "", 1 }, { out, code })
         assert.matches("the text given is not an API key", err)
