@@ -469,9 +469,14 @@ describe("apikey --store with scopes and rotation", function()
     it("revokes by the key itself, its current or its previous one", function()
         local db = pg.start(h.tmpdir(finally), finally)
         local file = h.tmpdir(finally) .. "/k.p12"
-        local old = store_create(db, "leaky")
+        local oldest = store_create(db, "leaky")
         local out = store_run(db, { "rotate", "leaky", "--grace", "1h" })
+        local old = assert(out:match("': (" .. h.UUID .. ") "))
+        -- the row keeps one previous key: a rotate during its grace ends the one before it
+        out = store_run(db, { "rotate", "leaky", "--grace", "1h" })
         local new = assert(out:match("': (" .. h.UUID .. ") "))
+        assert.are.same({ "", "unknown\n", 1 }, { store_run(db, { "verify", oldest }) })
+        assert.are.same({ "leaky\n", "", 0 }, { store_run(db, { "verify", old }) })
         local other = store_create(db, "other")
         -- a rotation whose new key could not be printed is undone: the key it had is in use again,
         -- with its expiry
@@ -501,7 +506,7 @@ describe("apikey --store with scopes and rotation", function()
             { store_run(db, { "revoke", "--key", "-" }, nil, other .. "\n") })
         assert.are.same({ ("Synced 0 API keys to %s.\n"):format(file), "", 0 },
             { sync_once(db, file) })
-        for _, k in ipairs { old, new, other } do
+        for _, k in ipairs { oldest, old, new, other } do
             assert.is_false(accepts(file, k))
         end
     end)

@@ -672,6 +672,8 @@ int store_rotate(ak_store *st, const char *alias, size_t alias_len, int64_t now,
     }
     if (rc == 0)
         rc = push_row(st, res, 0, rows, e);
+    if (rc == 0 && (rows->n < 2 || !rows->v[rows->n - 1].rec.rotated))
+        rc = ak_fail(e, AK_ECORRUPT, "the store (%s) did not keep the rotated key", st->name);
     if (rc == 0) {
         /* The previous key's entry as it was: its creation and expiry, its grace. */
         ak_record *old = &rows->v[rows->n - 1].rec;
