@@ -710,7 +710,8 @@ int keystore_key_hash(const char *key, size_t len, unsigned char hash[AK_HASH_LE
     return rc;
 }
 
-/* Whether the API keys of es (in order, other kinds skipped) are keys, field by field. */
+/* Whether the API keys of es (in order, other kinds skipped) are keys, field by field: scopes
+ * and rotation too, so that a change of a key's rights alone is a change to write. */
 static int same_keys(const ak_entries *es, const ak_entries *keys)
 {
     size_t j = 0;
@@ -724,7 +725,11 @@ static int same_keys(const ak_entries *es, const ak_entries *keys)
         if (a->alias_len != b->alias_len || memcmp(a->alias, b->alias, a->alias_len) != 0 ||
             memcmp(&a->rec.hash, &b->rec.hash, AK_HASH_LEN) != 0 ||
             strcmp(a->rec.hint, b->rec.hint) != 0 || a->rec.created != b->rec.created ||
-            a->rec.expires != b->rec.expires)
+            a->rec.expires != b->rec.expires || a->rec.rotated != b->rec.rotated ||
+            (a->rec.rotated && a->rec.grace_end != b->rec.grace_end) ||
+            (a->rec.scopes == NULL) != (b->rec.scopes == NULL) ||
+            a->rec.scopes_len != b->rec.scopes_len ||
+            (a->rec.scopes != NULL && memcmp(a->rec.scopes, b->rec.scopes, a->rec.scopes_len) != 0))
             return 0;
     }
     return j == keys->n;

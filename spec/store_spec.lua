@@ -1,6 +1,6 @@
 -- The PostgreSQL store and `apikey sync`, against a real PostgreSQL 15 started by each test in
 -- its own folder (spec/support/postgres.lua: a Unix socket there, no TCP port, run as nobody
--- when the specs run as root, stopped by PID when the test ends). About 15 s in all.
+-- when the specs run as root, stopped by PID when the test ends). About 20 s in all.
 local h = require "spec.helpers"
 local pg = require("spec.support.postgres")(h)
 local apikey = require "apikey"
@@ -9,10 +9,15 @@ local available = pg.available()
 local PASSWORD = "Pw-never-printed-7c1"
 
 -- The command against a store: out, err, code.
-local function store_run(db, args, env)
+local function store_run(db, args, env, stdin)
     local argv = { "--store", db.conninfo }
     table.move(args, 1, #args, 3, argv)
-    return h.run(argv, env)
+    return h.run(argv, env, stdin)
+end
+
+-- One `apikey sync --once` of the store into file: out, err, code.
+local function sync_once(db, file)
+    return h.run({ "sync", "--once", "--store", db.conninfo, "--keystore", file })
 end
 
 local function store_create(db, alias)
@@ -98,15 +103,6 @@ describe("apikey --store", function()
         assert.are.same({ "MCP-OpenAI\n", "", 0 }, { out, err, code })
         out, err, code = store_run(db, { "verify", "00000000-0000-4000-8000-000000000000" })
         assert.are.same({ "", "unknown\n", 1 }, { out, err, code })
-        -- what the table does not keep yet is refused, never done with a key of full access
-        out, err, code = store_run(db, { "create", "reader", "--scope", "read" })
-        assert.are.same({ "", 1 }, { out, code })
-        assert.matches("does not keep scopes yet", err)
-        for _, args in ipairs { { "rotate", "MCP-OpenAI" }, { "revoke", "--key", "-" } } do
-            out, err, code = store_run(db, args)
-            assert.are.same({ "", 1 }, { out, code })
-            assert.matches("works on a keystore file, not on a store yet", err)
-        end
         -- the row holds the hash and the hint, never the key
         local rows = db:sql("SELECT * FROM apikey_keys")
         assert.is_nil(rows:find(key, 1, true))
@@ -314,9 +310,12 @@ describe("apikey sync", function()
             ks:close()
         end
         assert.truthy(killed > 0, "no sync was killed")
-        -- the next sync finishes the work, and removes what the dead one left
+        -- the next sync that writes finishes the work, and removes what a dead one left (a sync
+        -- that finds the file equal to the table takes no lock and leaves it)
+        db:sql("INSERT INTO apikey_keys (alias, alias_folded, hash, hint, created) VALUES "
+            .. "('last', 'last', sha256('last'::bytea), 'abcd', now())")
         assert.are.equal(0, h.sh(cmd .. " >/dev/null"))
-        assert.are.equal(3001, #aliases_of(file))
+        assert.are.equal(3002, #aliases_of(file))
         assert.are.equal("", h.output("ls " .. h.quote(dir) .. " | grep tmp || true"))
     end)
 
@@ -330,5 +329,185 @@ describe("apikey sync", function()
         assert.are.same({ "", 1 }, { out, code })
         assert.matches("^apikey: cannot reach the store .*; .-k%.p12 stays as it is\n$", err)
         assert.is_false(h.exists(dir .. "/k.p12"))
+    end)
+end)
+
+describe("apikey --store with scopes and rotation", function()
+    if not available then
+        pending(pg.missing)
+        return
+    end
+
+    local function list_of(args)
+        local out, err, code = h.run(args)
+        assert(code == 0, err)
+        return out
+    end
+
+    it("takes a scoped key to a synced file with its scopes, and syncs a change of scopes alone",
+        function()
+            local db = pg.start(h.tmpdir(finally), finally)
+            local file = h.tmpdir(finally) .. "/k.p12"
+            local out, err, code = store_run(db, { "create", "grafana", "--scope", "read",
+                "--scope", "metrics:read" })
+            assert.are.equal(0, code, err)
+            local key = assert(out:match("^API key created for alias 'grafana': (" .. h.UUID
+                .. ") %(No expiration%) %[read, metrics:read%]\n"), out)
+            local admin = store_create(db, "admin")
+            assert.are.equal("{read,metrics:read}|", db:sql("SELECT scopes, '' FROM apikey_keys "
+                .. "WHERE alias = 'grafana'"))
+            out = list_of { "--store", db.conninfo, "list" }
+            assert.are.equal(("grafana ********************%s (No expiration) [read, metrics:read]\n"
+                .. "admin ********************%s (No expiration)\n"):format(key:sub(-4),
+                admin:sub(-4)), out)
+            local json = list_of { "--store", db.conninfo, "list", "--json" }
+            assert.matches('"alias":"grafana",[^}]*"scopes":%["read","metrics:read"%]', json)
+            assert.matches('"alias":"admin",[^}]*"scopes":null', json)
+            assert.are.same({ "grafana\n", "", 0 }, { store_run(db, { "verify", key }) })
+
+            -- the file holds what the table holds: list shows the same lines, a server enforces
+            assert.are.same({ ("Synced 2 API keys to %s.\n"):format(file), "", 0 },
+                { sync_once(db, file) })
+            assert.are.equal(out, list_of { "list", "--keystore", file })
+            assert.are.equal(json, list_of { "list", "--json", "--keystore", file })
+            local v = assert(apikey.verifier { path = file, interval = 0 })
+            local bearer = "Bearer " .. key
+            assert.are.equal("grafana", v:authenticate(bearer, "read").alias)
+            local entry, why = v:authenticate(bearer, "write")
+            assert.are.same({ nil, "insufficient_scope" }, { entry, why })
+            assert.are.equal("admin", v:authenticate("Bearer " .. admin, "write").alias)
+
+            -- a change of scopes alone, made in the table, is a change to write
+            db:sql("UPDATE apikey_keys SET scopes = '{read,write}' WHERE alias = 'grafana'")
+            assert.are.same({ ("Synced 2 API keys to %s.\n"):format(file), "", 0 },
+                { sync_once(db, file) })
+            assert.are.equal("grafana", v:authenticate(bearer, "write").alias)
+            assert.are.same({ "", "", 0 }, { sync_once(db, file) })
+
+            -- scopes that do not read back as a list of scopes are never taken for full access:
+            -- the sync refuses and the file stays; list and verify through the store refuse
+            local bytes = h.read_file(file)
+            for _, bad in ipairs { "'{}'", "'{NULL}'", "'{read,NULL}'", "'{\"read,write\"}'",
+                "'{\"read only\"}'", "'{read,read}'", "'{{read},{write}}'", "'{\"\"}'" } do
+                db:sql("UPDATE apikey_keys SET scopes = " .. bad .. " WHERE alias = 'grafana'")
+                out, err, code = sync_once(db, file)
+                assert.are.same({ "", 1 }, { out, code }, bad)
+                assert.matches("^apikey: row %d+ of the store %(.-%) is not an API key apikey can "
+                    .. "use %(.-%); it is not used: fix or delete it in table apikey_keys; .-k%.p12 "
+                    .. "stays as it is\n$", err)
+                assert.are.equal(bytes, h.read_file(file))
+                out, _, code = store_run(db, { "verify", key })
+                assert.are.same({ "", 1 }, { out, code }, bad)
+                out, _, code = store_run(db, { "list" })
+                assert.are.same({ "", 1 }, { out, code }, bad)
+            end
+            assert.are.equal("grafana", v:authenticate(bearer, "write").alias)
+            v:close()
+        end)
+
+    it("rotates with a grace period: both keys in on the synced file during it, the new one after",
+        function()
+            local db = pg.start(h.tmpdir(finally), finally)
+            local file = h.tmpdir(finally) .. "/k.p12"
+            local old = store_create(db, "ci-bot")
+            local out, err, code = store_run(db, { "rotate", "ci-bot", "--grace", "2s" })
+            assert.are.equal(0, code, err)
+            local new = assert(out:match("^API key created for alias 'ci%-bot': (" .. h.UUID
+                .. ") %(No expiration%)\nPlease store this key securely, as it will not be shown "
+                .. "again%.\nThe previous key of 'ci%-bot' stays valid until "
+                .. "%d%d%d%d%-%d%d%-%d%dT%d%d:%d%d:%d%d%.\n$"), out)
+            local rows = db:sql("SELECT * FROM apikey_keys")
+            for _, k in ipairs { old, new } do
+                assert.is_nil(rows:find(k, 1, true))
+                assert.is_nil(rows:find(k:gsub("-", ""), 1, true))
+            end
+            out = list_of { "--store", db.conninfo, "list" }
+            assert.matches(("^ci%%-bot %%*+%s %%(No expiration%%)\nci%%-bot %%*+%s %%(Rotated, "
+                .. "valid until [^)]+%%)\n$"):format(new:sub(-4), old:sub(-4)), out)
+            assert.are.same({ "ci-bot\n", "", 0 }, { store_run(db, { "verify", old }) })
+            assert.are.same({ "ci-bot\n", "", 0 }, { store_run(db, { "verify", new }) })
+
+            assert.are.same({ ("Synced 2 API keys to %s.\n"):format(file), "", 0 },
+                { sync_once(db, file) })
+            assert.are.equal(out, list_of { "list", "--keystore", file })
+            local v = assert(apikey.verifier { path = file, interval = 0 })
+            assert.are.equal("ci-bot", v:verify(old).alias)
+            assert.are.equal("ci-bot", v:verify(new).alias)
+            -- the grace ends on the server by its clock, with no sync needed
+            assert.truthy(within(4, function()
+                return select(2, v:verify(old)) == "expired"
+            end), "the previous key was still valid after its grace")
+            assert.are.equal("ci-bot", v:verify(new).alias)
+            assert.are.same({ "", "expired\n", 1 }, { store_run(db, { "verify", old }) })
+
+            -- a scoped key keeps its scopes; without --grace the previous key stops at once
+            out = store_run(db, { "create", "reader", "--scope", "read" })
+            local r1 = assert(out:match("': (" .. h.UUID .. ") "))
+            out, err, code = store_run(db, { "rotate", "reader", "--expires-in", "1d" })
+            assert.are.equal(0, code, err)
+            local r2 = assert(out:match("^API key created for alias 'reader': (" .. h.UUID
+                .. ") %(Expires on [^)]+%) %[read%]\n.-\nThe previous key of 'reader' no longer "
+                .. "works%.\n$"), out)
+            assert.are.same({ "", "expired\n", 1 }, { store_run(db, { "verify", r1 }) })
+            assert.are.same({ ("Synced 4 API keys to %s.\n"):format(file), "", 0 },
+                { sync_once(db, file) })
+            local entry, why = v:authenticate("Bearer " .. r2, "write")
+            assert.are.same({ nil, "insufficient_scope" }, { entry, why })
+            assert.are.equal("expired", select(2, v:verify(r1)))
+
+            -- an unknown alias; a key that expired is rotated only with an expiry of its own
+            assert.are.same({ "", "No API key found with alias 'nobody'.\n", 1 },
+                { store_run(db, { "rotate", "nobody" }) })
+            db:sql("UPDATE apikey_keys SET expires = now() - interval '1 day' WHERE alias = 'ci-bot'")
+            out, err, code = store_run(db, { "rotate", "ci-bot" })
+            assert.are.same({ "", 1 }, { out, code })
+            assert.matches("the key of alias 'ci%-bot' expired on .-; give the new key an expiry "
+                .. "of its own\n$", err)
+            v:close()
+        end)
+
+    it("revokes by the key itself, its current or its previous one", function()
+        local db = pg.start(h.tmpdir(finally), finally)
+        local file = h.tmpdir(finally) .. "/k.p12"
+        local oldest = store_create(db, "leaky")
+        local out = store_run(db, { "rotate", "leaky", "--grace", "1h" })
+        local old = assert(out:match("': (" .. h.UUID .. ") "))
+        -- the row keeps one previous key: a rotate during its grace ends the one before it
+        out = store_run(db, { "rotate", "leaky", "--grace", "1h" })
+        local new = assert(out:match("': (" .. h.UUID .. ") "))
+        assert.are.same({ "", "unknown\n", 1 }, { store_run(db, { "verify", oldest }) })
+        assert.are.same({ "leaky\n", "", 0 }, { store_run(db, { "verify", old }) })
+        local other = store_create(db, "other")
+        -- a rotation whose new key could not be printed is undone: the key it had is in use again,
+        -- with its expiry
+        assert.are.equal(0, select(3, store_run(db, { "create", "undone", "--expires-in", "30d" })))
+        local before = list_of { "--store", db.conninfo, "list" }
+        local cmd = h.lua .. " " .. h.quote_all { h.bin, "--store", db.conninfo, "rotate", "undone",
+            "--expires-in", "1d" } .. " >/dev/full"
+        local _, err, code = h.exec({ "sh", "-c", cmd })
+        assert.are.equal(1, code)
+        assert.truthy(err:find("rotation of alias 'undone' was undone", 1, true), err)
+        assert.are.equal(before, list_of { "--store", db.conninfo, "list" })
+        assert.are.equal(0, select(3, store_run(db, { "revoke", "undone" })))
+        assert.are.same({ ("Synced 3 API keys to %s.\n"):format(file), "", 0 },
+            { sync_once(db, file) })
+
+        assert.are.same({ "API key 'leaky' has been revoked.\n", "", 0 },
+            { store_run(db, { "revoke", "--key", "-" }, nil, old:upper() .. "\n") })
+        for _, k in ipairs { old, new } do
+            assert.are.same({ "", "No API key found for the key given.\n", 1 },
+                { store_run(db, { "revoke", "--key", "-" }, nil, k .. "\n") })
+            assert.are.same({ "", "unknown\n", 1 }, { store_run(db, { "verify", k }) })
+        end
+        out, err, code = store_run(db, { "revoke", "--key", "-" }, nil, "hello\n")
+        assert.are.same({ "", 1 }, { out, code })
+        assert.matches("the text given is not an API key", err)
+        assert.are.same({ "API key 'other' has been revoked.\n", "", 0 },
+            { store_run(db, { "revoke", "--key", "-" }, nil, other .. "\n") })
+        assert.are.same({ ("Synced 0 API keys to %s.\n"):format(file), "", 0 },
+            { sync_once(db, file) })
+        for _, k in ipairs { oldest, old, new, other } do
+            assert.is_false(accepts(file, k))
+        end
     end)
 end)

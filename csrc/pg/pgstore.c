@@ -1,9 +1,10 @@
 /*
  * pgstore.c: the PostgreSQL store through libpq. Owns the connection, the schema (created on
- * first use, with a version), and the operations on the table of keys: create, revoke, read,
- * verify, and LISTEN/NOTIFY for `apikey sync`. Keys are made and hashed by keystore.c, as the
- * file's are; the table holds the hash, never the key. Messages name the store by database,
- * user and host: a connection string may hold a password, and is never repeated.
+ * first use, with a version), and the operations on the table of keys: create, rotate, revoke
+ * (by alias or by key), read, verify, and LISTEN/NOTIFY for `apikey sync`. Keys are made and
+ * hashed by keystore.c, as the file's are; the table holds the hash, never the key. Messages
+ * name the store by database, user and host: a connection string may hold a password, and is
+ * never repeated.
  */
 #include "pgstore.h"
 
@@ -25,11 +26,11 @@ struct ak_store {
 
 /*
  * Version 1. One row per alias (its folded form unique by a constraint, so that two writers
- * anywhere cannot make two keys with one alias). scopes, previous_hash, previous_hint and
- * grace_until are nullable and unused by this version: the room for scopes (NULL is full
- * access) and for a rotation's previous key, valid until grace_until, as the file's records
- * gain them. A trigger notifies channel apikey_keys once per statement that changes the table.
- * Made under an advisory lock of the transaction: concurrent first uses wait for each other.
+ * anywhere cannot make two keys with one alias). scopes: the key's scopes, NULL for full
+ * access. previous_hash and previous_hint: the key that the last rotate replaced, valid until
+ * grace_until, then refused as expired (NULL when none); the row keeps one. A trigger notifies
+ * channel apikey_keys once per statement that changes the table. Made under an advisory lock of the
+ * transaction: concurrent first uses wait for each other.
  */
 static const char SCHEMA_SQL[] =
     "BEGIN;"
@@ -55,9 +56,30 @@ static const char SCHEMA_SQL[] =
     "INSERT INTO apikey_schema SELECT 1 WHERE NOT EXISTS (SELECT 1 FROM apikey_schema);"
     "COMMIT;";
 
+/* What a row is read as, in this order (the COL_ numbers): its scopes as names joined by commas
+ * (a NULL element as '*', which no scope holds), with their number and dimensions, so that a
+ * list that does not read back as it is (an element with a comma, an empty list, two
+ * dimensions) is told from a good one. */
 #define ROW_COLUMNS                                                                                \
-    "alias, encode(hash, 'hex'), hint, extract(epoch FROM created)::bigint,"                       \
-    " extract(epoch FROM expires)::bigint"
+    "id, alias, encode(hash, 'hex'), hint, extract(epoch FROM created)::bigint,"                   \
+    " extract(epoch FROM expires)::bigint, array_to_string(scopes, ',', '*'),"                     \
+    " cardinality(scopes), array_ndims(scopes), encode(previous_hash, 'hex'), previous_hint,"      \
+    " extract(epoch FROM grace_until)::bigint"
+enum {
+    COL_ID,
+    COL_ALIAS,
+    COL_HASH,
+    COL_HINT,
+    COL_CREATED,
+    COL_EXPIRES,
+    COL_SCOPES,
+    COL_NSCOPES,
+    COL_NDIMS,
+    COL_PREV_HASH,
+    COL_PREV_HINT,
+    COL_GRACE,
+    COL_COUNT
+};
 
 const char *store_name(const ak_store *st)
 {
@@ -280,24 +302,80 @@ static int parse_time(const char *s, int64_t *out)
     return 0;
 }
 
-/* Row i of res (columns ROW_COLUMNS, from column first) appended to out. */
+int store_scopes_from_text(const char *text, long expect, unsigned char *buf, size_t *len)
+{
+    long count = 0;
+    const char *p = text;
+
+    *len = 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (n == 0 || n > AK_SCOPE_MAX || ++count > AK_SCOPES_MAX)
+            return -1;
+        buf[(*len)++] = DER_UTF8_STRING;
+        buf[(*len)++] = (unsigned char)n;
+        memcpy(buf + *len, p, n);
+        *len += n;
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    if ((expect >= 0 && count != expect) || record_scopes_valid(buf, *len) != 0)
+        return -1;
+    return 0;
+}
+
+/* Row i of res (ROW_COLUMNS) appended to out: its key, and the key it replaced (previous_hash)
+ * while the row has one, marked rotated until grace_until, as a file's rotate leaves it. The
+ * previous key's own creation and expiry are not kept: it takes the row's creation, and its
+ * grace_until was cut to its expiry when it was rotated. A row that cannot be read whole (its
+ * scopes above all: never read as full access) is refused, naming it by its id. */
 static int push_row(ak_store *st, PGresult *res, int i, ak_entries *out, ak_err *e)
 {
     ak_record rec;
-    const char *alias = PQgetvalue(res, i, 0), *hint = PQgetvalue(res, i, 2);
+    unsigned char scopes[STORE_SCOPES_BUF];
+    size_t scopes_len = 0;
+    const char *alias = PQgetvalue(res, i, COL_ALIAS), *hint = PQgetvalue(res, i, COL_HINT);
+    const char *prev_hint = PQgetvalue(res, i, COL_PREV_HINT);
     size_t alias_len = strlen(alias);
+    int has_scopes = !PQgetisnull(res, i, COL_SCOPES);
+    int rotated = !PQgetisnull(res, i, COL_PREV_HASH);
+    unsigned char prev_hash[AK_HASH_LEN];
+    int64_t grace = 0;
 
     memset(&rec, 0, sizeof rec);
     rec.expires = AK_NO_EXPIRY;
     if (alias_len == 0 || alias_len > AK_ALIAS_MAX ||
-        from_hex(PQgetvalue(res, i, 1), rec.hash, AK_HASH_LEN) != 0 ||
-        strlen(hint) != AK_HINT_LEN || parse_time(PQgetvalue(res, i, 3), &rec.created) != 0 ||
-        (!PQgetisnull(res, i, 4) && parse_time(PQgetvalue(res, i, 4), &rec.expires) != 0))
+        from_hex(PQgetvalue(res, i, COL_HASH), rec.hash, AK_HASH_LEN) != 0 ||
+        strlen(hint) != AK_HINT_LEN ||
+        parse_time(PQgetvalue(res, i, COL_CREATED), &rec.created) != 0 ||
+        (!PQgetisnull(res, i, COL_EXPIRES) &&
+         parse_time(PQgetvalue(res, i, COL_EXPIRES), &rec.expires) != 0) ||
+        (has_scopes && (strcmp(PQgetvalue(res, i, COL_NDIMS), "1") != 0 ||
+                        store_scopes_from_text(PQgetvalue(res, i, COL_SCOPES),
+                                               strtol(PQgetvalue(res, i, COL_NSCOPES), NULL, 10),
+                                               scopes, &scopes_len) != 0)) ||
+        (rotated && (from_hex(PQgetvalue(res, i, COL_PREV_HASH), prev_hash, AK_HASH_LEN) != 0 ||
+                     strlen(prev_hint) != AK_HINT_LEN || PQgetisnull(res, i, COL_GRACE) ||
+                     parse_time(PQgetvalue(res, i, COL_GRACE), &grace) != 0)))
         return ak_fail(e, AK_ECORRUPT,
-                       "a row of the store (%s) is not an API key apikey can use (alias, hash, "
-                       "hint or a date out of range); fix or delete it in table apikey_keys",
-                       st->name);
+                       "row %s of the store (%s) is not an API key apikey can use (its alias, "
+                       "hash, hint, scopes, previous key or a date out of range); it is not "
+                       "used: fix or delete it in table apikey_keys",
+                       PQgetvalue(res, i, COL_ID), st->name);
     memcpy(rec.hint, hint, AK_HINT_LEN);
+    rec.scopes = has_scopes ? scopes : NULL;
+    rec.scopes_len = scopes_len;
+    if (entries_push(out, alias, alias_len, &rec, e) != 0)
+        return -1;
+    if (!rotated)
+        return 0;
+    memcpy(rec.hash, prev_hash, AK_HASH_LEN);
+    memcpy(rec.hint, prev_hint, AK_HINT_LEN);
+    rec.expires = AK_NO_EXPIRY;
+    rec.rotated = 1;
+    rec.grace_end = grace;
     return entries_push(out, alias, alias_len, &rec, e);
 }
 
@@ -307,8 +385,11 @@ static void int_text(int64_t v, char *buf, size_t size)
 }
 
 int store_create(ak_store *st, const char *alias, size_t alias_len, int64_t created,
-                 int64_t expires, char key_out[AK_KEY_LEN + 1], ak_entries *row, ak_err *e)
+                 int64_t expires, const char *scopes, char key_out[AK_KEY_LEN + 1], ak_entries *row,
+                 ak_err *e)
 {
+    unsigned char scopes_der[STORE_SCOPES_BUF];
+    size_t scopes_len;
     unsigned char hash[AK_HASH_LEN];
     char hash_hex[2 * AK_HASH_LEN + 1], created_s[24], expires_s[24], hint[AK_HINT_LEN + 1];
     char *alias_z, *folded;
@@ -318,6 +399,11 @@ int store_create(ak_store *st, const char *alias, size_t alias_len, int64_t crea
 
     if (alias_len == 0 || alias_len > AK_ALIAS_MAX || memchr(alias, '\0', alias_len) != NULL)
         return ak_fail(e, AK_EINVALID, "an alias is 1 to %d bytes, without NUL", AK_ALIAS_MAX);
+    if (scopes != NULL && store_scopes_from_text(scopes, -1, scopes_der, &scopes_len) != 0)
+        return ak_fail(e, AK_EINVALID,
+                       "scopes are 1 to %d names of 1 to %d letters, digits or ':._-', no two "
+                       "alike",
+                       AK_SCOPES_MAX, AK_SCOPE_MAX);
     folded = alias_fold(alias, alias_len, &folded_len);
     alias_z = strndup(alias, alias_len);
     if (folded == NULL || alias_z == NULL) {
@@ -339,12 +425,13 @@ int store_create(ak_store *st, const char *alias, size_t alias_len, int64_t crea
     int_text(expires, expires_s, sizeof expires_s);
     {
         const char *const params[] = {
-            alias_z, folded, hash_hex, hint, created_s, expires == AK_NO_EXPIRY ? NULL : expires_s};
+            alias_z, folded, hash_hex, hint, created_s, expires == AK_NO_EXPIRY ? NULL : expires_s,
+            scopes};
         rc = query(st, "add the key",
-                   "INSERT INTO apikey_keys (alias, alias_folded, hash, hint, created, expires)"
-                   " VALUES ($1, $2, decode($3, 'hex'), $4, to_timestamp($5::bigint),"
-                   " to_timestamp($6::bigint)) RETURNING " ROW_COLUMNS,
-                   6, params, PGRES_TUPLES_OK, &res, e);
+                   "INSERT INTO apikey_keys (alias, alias_folded, hash, hint, created, expires,"
+                   " scopes) VALUES ($1, $2, decode($3, 'hex'), $4, to_timestamp($5::bigint),"
+                   " to_timestamp($6::bigint), string_to_array($7, ',')) RETURNING " ROW_COLUMNS,
+                   7, params, PGRES_TUPLES_OK, &res, e);
     }
     if (rc != 0 && res != NULL) {
         const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
@@ -363,6 +450,44 @@ int store_create(ak_store *st, const char *alias, size_t alias_len, int64_t crea
     if (rc != 0)
         OPENSSL_cleanse(key_out, AK_KEY_LEN + 1);
     return rc;
+}
+
+/* The alias as stored into stored (AK_ALIAS_MAX + 1 bytes). */
+static void copy_alias(const char *a, char *stored, size_t *stored_len)
+{
+    *stored_len = strlen(a) > AK_ALIAS_MAX ? AK_ALIAS_MAX : strlen(a);
+    memcpy(stored, a, *stored_len);
+    stored[*stored_len] = '\0';
+}
+
+/* Why a rotate changed no row: the alias has none, or its key expired and the new one has no
+ * expiry of its own. */
+static void not_rotated(ak_store *st, const char *folded, const char *alias, size_t alias_len,
+                        ak_err *e)
+{
+    const char *const params[] = {folded};
+    PGresult *res;
+    int64_t t;
+    char when[32];
+
+    if (query(st, "read the key",
+              "SELECT extract(epoch FROM expires)::bigint FROM apikey_keys"
+              " WHERE alias_folded = $1",
+              1, params, PGRES_TUPLES_OK, &res, e) != 0) {
+        PQclear(res);
+        return;
+    }
+    if (PQntuples(res) == 0 || PQgetisnull(res, 0, 0) ||
+        parse_time(PQgetvalue(res, 0, 0), &t) != 0) {
+        ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in the store (%s)",
+                (int)alias_len, alias, st->name);
+    } else {
+        time_format_local(t, when, sizeof when);
+        ak_fail(e, AK_EINVALID,
+                "the key of alias '%.*s' expired on %s; give the new key an expiry of its own",
+                (int)alias_len, alias, when);
+    }
+    PQclear(res);
 }
 
 int store_revoke(ak_store *st, const char *alias, size_t alias_len, char *stored,
@@ -388,12 +513,8 @@ int store_revoke(ak_store *st, const char *alias, size_t alias_len, char *stored
     if (rc == 0 && PQntuples(res) == 0)
         rc = ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in the store (%s)",
                      (int)alias_len, alias, st->name);
-    if (rc == 0) {
-        const char *a = PQgetvalue(res, 0, 0);
-        *stored_len = strlen(a) > AK_ALIAS_MAX ? AK_ALIAS_MAX : strlen(a);
-        memcpy(stored, a, *stored_len);
-        stored[*stored_len] = '\0';
-    }
+    if (rc == 0)
+        copy_alias(PQgetvalue(res, 0, 0), stored, stored_len);
     PQclear(res);
     return rc;
 }
@@ -409,14 +530,43 @@ int store_read(ak_store *st, ak_entries *out, ak_err *e)
     return rc;
 }
 
+/* The hash of a key's text in hex, for a query: 0; -1 when the text is not of a key's form;
+ * -2 when hashing failed. */
+static int key_hash_hex(const char *key, size_t len, char hex[2 * AK_HASH_LEN + 1])
+{
+    unsigned char hash[AK_HASH_LEN];
+    int rc = keystore_key_hash(key, len, hash);
+    if (rc == 0)
+        to_hex(hash, AK_HASH_LEN, hex);
+    OPENSSL_cleanse(hash, sizeof hash);
+    return rc;
+}
+
+/* Of the entries from start on, keeps the one whose hash is that of hex (a row gives its key and
+ * the key it replaced): 0, or -1 when none is. */
+static int keep_hash(ak_entries *row, size_t start, const char *hex)
+{
+    unsigned char hash[AK_HASH_LEN];
+    int found = -1;
+    if (from_hex(hex, hash, AK_HASH_LEN) != 0)
+        return -1;
+    for (size_t j = row->n; j-- > start;) {
+        if (CRYPTO_memcmp(row->v[j].rec.hash, hash, AK_HASH_LEN) == 0)
+            found = 0;
+        else
+            entries_remove(row, j);
+    }
+    return found;
+}
+
 int store_verify(ak_store *st, const char *key, size_t len, int64_t now, ak_verdict *verdict,
                  ak_entries *row, ak_err *e)
 {
-    unsigned char hash[AK_HASH_LEN];
     char hash_hex[2 * AK_HASH_LEN + 1];
     const char *const params[] = {hash_hex};
     PGresult *res;
-    int rc = keystore_key_hash(key, len, hash);
+    size_t start = row->n;
+    int rc = key_hash_hex(key, len, hash_hex);
 
     *verdict = AK_UNKNOWN;
     if (rc == -1) {
@@ -425,18 +575,146 @@ int store_verify(ak_store *st, const char *key, size_t len, int64_t now, ak_verd
     }
     if (rc != 0)
         return 0; /* fail closed */
-    to_hex(hash, AK_HASH_LEN, hash_hex);
-    OPENSSL_cleanse(hash, sizeof hash);
     rc = query(st, "look the key up",
-               "SELECT " ROW_COLUMNS " FROM apikey_keys WHERE hash = decode($1, 'hex')", 1, params,
-               PGRES_TUPLES_OK, &res, e);
+               "SELECT " ROW_COLUMNS " FROM apikey_keys WHERE hash = decode($1, 'hex')"
+               " OR previous_hash = decode($1, 'hex')",
+               1, params, PGRES_TUPLES_OK, &res, e);
     if (rc == 0 && PQntuples(res) == 1) {
         rc = push_row(st, res, 0, row, e);
-        if (rc == 0) {
-            const ak_record *r = &row->v[row->n - 1].rec;
-            *verdict = r->expires != AK_NO_EXPIRY && r->expires <= now ? AK_EXPIRED : AK_VALID;
+        if (rc == 0 && keep_hash(row, start, hash_hex) == 0) {
+            const ak_record *r = &row->v[start].rec;
+            *verdict = record_expired(r, now) ? AK_EXPIRED : AK_VALID;
         }
     }
+    PQclear(res);
+    return rc;
+}
+
+int store_revoke_key(ak_store *st, const char *key, size_t len, char *stored, size_t *stored_len,
+                     ak_err *e)
+{
+    char hash_hex[2 * AK_HASH_LEN + 1];
+    const char *const params[] = {hash_hex};
+    PGresult *res;
+    int rc = key_hash_hex(key, len, hash_hex);
+
+    if (rc == -1)
+        return ak_fail(e, AK_EINVALID,
+                       "the text given is not an API key (36 characters: hexadecimal digits in "
+                       "groups of 8, 4, 4, 4 and 12, with dashes between)");
+    if (rc != 0)
+        return ak_fail(e, AK_ECRYPTO, "cannot hash the key");
+    rc = query(st, "remove the key",
+               "DELETE FROM apikey_keys WHERE hash = decode($1, 'hex')"
+               " OR previous_hash = decode($1, 'hex') RETURNING alias",
+               1, params, PGRES_TUPLES_OK, &res, e);
+    if (rc == 0 && PQntuples(res) == 0)
+        rc = ak_fail(e, AK_ENOTFOUND, "no API key in the store (%s) is the key given", st->name);
+    if (rc == 0)
+        copy_alias(PQgetvalue(res, 0, 0), stored, stored_len);
+    PQclear(res);
+    return rc;
+}
+
+int store_rotate(ak_store *st, const char *alias, size_t alias_len, int64_t now, int64_t grace_end,
+                 int keep_expiry, int64_t expires, char key_out[AK_KEY_LEN + 1], ak_entries *rows,
+                 ak_err *e)
+{
+    char hash_hex[2 * AK_HASH_LEN + 1], now_s[24], grace_s[24], expires_s[24];
+    char hint[AK_HINT_LEN + 1];
+    size_t folded_len;
+    char *folded = alias_fold(alias, alias_len, &folded_len);
+    PGresult *res = NULL;
+    int rc = -1;
+
+    if (folded == NULL || memchr(alias, '\0', alias_len) != NULL) {
+        free(folded);
+        return ak_fail(e, AK_ENOTFOUND, "no API key found with that alias in the store (%s)",
+                       st->name);
+    }
+    if (keystore_new_key(key_out, e) != 0)
+        goto out;
+    if (key_hash_hex(key_out, AK_KEY_LEN, hash_hex) != 0) {
+        ak_fail(e, AK_ECRYPTO, "cannot hash the new key");
+        goto out;
+    }
+    memcpy(hint, key_out + AK_KEY_LEN - AK_HINT_LEN, AK_HINT_LEN + 1);
+    int_text(now, now_s, sizeof now_s);
+    int_text(grace_end, grace_s, sizeof grace_s);
+    int_text(expires, expires_s, sizeof expires_s);
+    {
+        /* One statement: the key becomes the previous one (its grace cut to its own expiry, so
+         * that it is never valid longer than it was), the new key takes its place with the
+         * row's scopes. A key that has expired keeps its expiry only if the new key has one of
+         * its own. The old key's creation and expiry are returned, for its entry and an undo. */
+        const char *const params[] = {folded,
+                                      hash_hex,
+                                      hint,
+                                      grace_s,
+                                      now_s,
+                                      keep_expiry ? "t" : "f",
+                                      expires == AK_NO_EXPIRY ? NULL : expires_s};
+        rc = query(st, "rotate the key",
+                   "WITH old AS (SELECT id AS old_id, created AS old_created, expires AS"
+                   " old_expires FROM apikey_keys WHERE alias_folded = $1 FOR UPDATE)"
+                   " UPDATE apikey_keys k SET previous_hash = k.hash, previous_hint = k.hint,"
+                   " grace_until = LEAST(to_timestamp($4::bigint), k.expires),"
+                   " hash = decode($2, 'hex'), hint = $3, created = to_timestamp($5::bigint),"
+                   " expires = CASE WHEN $6::boolean THEN k.expires"
+                   " ELSE to_timestamp($7::bigint) END"
+                   " FROM old WHERE k.id = old_id AND (NOT $6::boolean OR k.expires IS NULL"
+                   " OR k.expires > to_timestamp($5::bigint))"
+                   " RETURNING " ROW_COLUMNS ", extract(epoch FROM old_created)::bigint,"
+                   " extract(epoch FROM old_expires)::bigint",
+                   7, params, PGRES_TUPLES_OK, &res, e);
+    }
+    if (rc == 0 && PQntuples(res) == 0) {
+        rc = -1;
+        PQclear(res);
+        res = NULL;
+        not_rotated(st, folded, alias, alias_len, e);
+    }
+    if (rc == 0)
+        rc = push_row(st, res, 0, rows, e);
+    if (rc == 0 && (rows->n < 2 || !rows->v[rows->n - 1].rec.rotated))
+        rc = ak_fail(e, AK_ECORRUPT, "the store (%s) did not keep the rotated key", st->name);
+    if (rc == 0) {
+        /* The previous key's entry as it was: its creation and expiry, its grace. */
+        ak_record *old = &rows->v[rows->n - 1].rec;
+        if (parse_time(PQgetvalue(res, 0, COL_COUNT), &old->created) != 0 ||
+            (!PQgetisnull(res, 0, COL_COUNT + 1) &&
+             parse_time(PQgetvalue(res, 0, COL_COUNT + 1), &old->expires) != 0))
+            rc = ak_fail(e, AK_ECORRUPT, "the rotated key's dates are out of range");
+    }
+out:
+    PQclear(res);
+    free(folded);
+    if (rc != 0)
+        OPENSSL_cleanse(key_out, AK_KEY_LEN + 1);
+    return rc;
+}
+
+int store_unrotate(ak_store *st, const char *key, size_t len, int64_t created, int64_t expires,
+                   ak_err *e)
+{
+    char hash_hex[2 * AK_HASH_LEN + 1], created_s[24], expires_s[24];
+    const char *const params[] = {hash_hex, created_s, expires == AK_NO_EXPIRY ? NULL : expires_s};
+    PGresult *res;
+    int rc;
+
+    if (key_hash_hex(key, len, hash_hex) != 0)
+        return ak_fail(e, AK_EINVALID, "the text given is not an API key");
+    int_text(created, created_s, sizeof created_s);
+    int_text(expires, expires_s, sizeof expires_s);
+    rc = query(st, "undo the rotation",
+               "UPDATE apikey_keys SET hash = previous_hash, hint = previous_hint,"
+               " created = to_timestamp($2::bigint), expires = to_timestamp($3::bigint),"
+               " previous_hash = NULL, previous_hint = NULL, grace_until = NULL"
+               " WHERE hash = decode($1, 'hex') AND previous_hash IS NOT NULL RETURNING id",
+               3, params, PGRES_TUPLES_OK, &res, e);
+    if (rc == 0 && PQntuples(res) == 0)
+        rc = ak_fail(e, AK_ENOTFOUND, "no rotated API key in the store (%s) is the key given",
+                     st->name);
     PQclear(res);
     return rc;
 }

@@ -1,8 +1,9 @@
 /*
  * pgstore_lua.c: the store's part of module apikey.core: the apikey.Store userdata, with the
- * methods of a keystore that make sense for a table (list, revoke, verify, warning, close;
- * lua/apikey/store.lua adds create with the API's policy) and those of `apikey sync` (listen,
- * wait, sync_to). As binding.c: misuse raises, a failure returns fail, message, code.
+ * methods of a keystore that make sense for a table (list, revoke, revoke_key, verify, warning,
+ * close; lua/apikey/store.lua adds create and rotate with the API's policy) and those of `apikey
+ * sync` (listen, wait, sync_to). As binding.c: misuse raises, a failure returns fail, message,
+ * code.
  */
 #include "pgstore.h"
 
@@ -61,19 +62,22 @@ static int core_store_open(lua_State *L)
     return 1;
 }
 
-/* core.store_create(store, alias, created [, expires]) -> key, entry */
+/* core.store_create(store, alias, created [, expires [, scopes]]) -> key, entry; scopes: the
+ * names joined by commas, or nil for full access */
 static int core_store_create(lua_State *L)
 {
     ak_store *st = check_store(L, "create");
-    size_t alias_len;
+    size_t alias_len, scopes_len;
     const char *alias = check_string(L, 2, &alias_len);
     lua_Integer created = luaL_checkinteger(L, 3);
     lua_Integer expires = lua_isnoneornil(L, 4) ? AK_NO_EXPIRY : luaL_checkinteger(L, 4);
+    const char *scopes = lua_isnoneornil(L, 5) ? NULL : check_string(L, 5, &scopes_len);
     char key[AK_KEY_LEN + 1];
     ak_entries row = {0};
     ak_err e;
 
-    if (store_create(st, alias, alias_len, created, expires, key, &row, &e) != 0) {
+    luaL_argcheck(L, scopes == NULL || strlen(scopes) == scopes_len, 5, "contains a NUL byte");
+    if (store_create(st, alias, alias_len, created, expires, scopes, key, &row, &e) != 0) {
         entries_clear(&row);
         return fail(L, &e);
     }
@@ -84,20 +88,78 @@ static int core_store_create(lua_State *L)
     return 2;
 }
 
-/* st:revoke(alias) -> true, the alias as stored */
-static int store_revoke_l(lua_State *L)
+/* st:revoke(alias) -> true, the alias as stored; st:revoke_key(key) -> the alias of the row that
+ * the key belongs to (its key or its previous key). Either removes the alias's row. */
+static int revoke_by(lua_State *L, const char *fname,
+                     int (*revoke)(ak_store *, const char *, size_t, char *, size_t *, ak_err *))
 {
-    ak_store *st = check_store(L, "revoke");
-    size_t alias_len, stored_len = 0;
-    const char *alias = check_string(L, 2, &alias_len);
+    ak_store *st = check_store(L, fname);
+    size_t len, stored_len = 0;
+    const char *text = check_string(L, 2, &len);
     char stored[AK_ALIAS_MAX + 1];
     ak_err e;
+    int by_key = revoke == store_revoke_key;
 
-    if (store_revoke(st, alias, alias_len, stored, &stored_len, &e) != 0)
+    if (revoke(st, text, len, stored, &stored_len, &e) != 0)
+        return fail(L, &e);
+    if (!by_key)
+        lua_pushboolean(L, 1);
+    lua_pushlstring(L, stored, stored_len);
+    return by_key ? 1 : 2;
+}
+
+static int store_revoke_l(lua_State *L)
+{
+    return revoke_by(L, "revoke", store_revoke);
+}
+
+static int store_revoke_key_l(lua_State *L)
+{
+    return revoke_by(L, "revoke_key", store_revoke_key);
+}
+
+/* core.store_rotate(store, alias, now, grace_end, keep_expiry [, expires]) -> key, entry, old
+ * entry: the mechanism under st:rotate (see store_rotate). */
+static int core_store_rotate(lua_State *L)
+{
+    ak_store *st = check_store(L, "rotate");
+    size_t alias_len;
+    const char *alias = check_string(L, 2, &alias_len);
+    lua_Integer now = luaL_checkinteger(L, 3);
+    lua_Integer grace_end = luaL_checkinteger(L, 4);
+    int keep = lua_toboolean(L, 5);
+    lua_Integer expires = lua_isnoneornil(L, 6) ? AK_NO_EXPIRY : luaL_checkinteger(L, 6);
+    char key[AK_KEY_LEN + 1];
+    ak_entries rows = {0};
+    ak_err e;
+
+    if (store_rotate(st, alias, alias_len, now, grace_end, keep, expires, key, &rows, &e) != 0) {
+        entries_clear(&rows);
+        return fail(L, &e);
+    }
+    lua_pushlstring(L, key, AK_KEY_LEN);
+    OPENSSL_cleanse(key, sizeof key);
+    binding_push_entry(L, &rows.v[0], now);
+    binding_push_entry(L, &rows.v[1], now);
+    entries_clear(&rows);
+    return 3;
+}
+
+/* core.store_unrotate(store, key, created [, expires]) -> true: undoes the rotate that made key
+ * (nobody saw it); created and expires: the previous key's, from rotate's old entry. */
+static int core_store_unrotate(lua_State *L)
+{
+    ak_store *st = check_store(L, "unrotate");
+    size_t len;
+    const char *key = check_string(L, 2, &len);
+    lua_Integer created = luaL_checkinteger(L, 3);
+    lua_Integer expires = lua_isnoneornil(L, 4) ? AK_NO_EXPIRY : luaL_checkinteger(L, 4);
+    ak_err e;
+
+    if (store_unrotate(st, key, len, created, expires, &e) != 0)
         return fail(L, &e);
     lua_pushboolean(L, 1);
-    lua_pushlstring(L, stored, stored_len);
-    return 2;
+    return 1;
 }
 
 /* st:list() -> { entry, ... } in creation order */
@@ -253,11 +315,17 @@ static int core_sleep(lua_State *L)
     return 0;
 }
 
-static const luaL_Reg store_methods[] = {{"revoke", store_revoke_l},   {"list", store_list_l},
-                                         {"verify", store_verify_l},   {"warning", store_warning_l},
-                                         {"listen", store_listen_l},   {"wait", store_wait_l},
-                                         {"sync_to", store_sync_to_l}, {"name", store_name_l},
-                                         {"close", store_close_l},     {NULL, NULL}};
+static const luaL_Reg store_methods[] = {{"revoke", store_revoke_l},
+                                         {"revoke_key", store_revoke_key_l},
+                                         {"list", store_list_l},
+                                         {"verify", store_verify_l},
+                                         {"warning", store_warning_l},
+                                         {"listen", store_listen_l},
+                                         {"wait", store_wait_l},
+                                         {"sync_to", store_sync_to_l},
+                                         {"name", store_name_l},
+                                         {"close", store_close_l},
+                                         {NULL, NULL}};
 
 static const luaL_Reg store_meta[] = {{"__gc", store_close_l},
                                       {"__close", store_close_l},
@@ -270,6 +338,10 @@ void pgstore_lua_register(lua_State *L)
     lua_setfield(L, -2, "store_open");
     lua_pushcfunction(L, core_store_create);
     lua_setfield(L, -2, "store_create");
+    lua_pushcfunction(L, core_store_rotate);
+    lua_setfield(L, -2, "store_rotate");
+    lua_pushcfunction(L, core_store_unrotate);
+    lua_setfield(L, -2, "store_unrotate");
     lua_pushcfunction(L, core_sleep);
     lua_setfield(L, -2, "sleep");
     luaL_newmetatable(L, STORE_MT);

@@ -44,8 +44,9 @@ local function build_parser(default_keystore)
             .. "(default: APIKEY_KEYSTORE_PASSWORD, else none).")
             :argname("FILE"):target(root and "root_password_file" or "password_file")
         p:option("--store", "A PostgreSQL database, as a libpq connection string "
-            .. "(postgresql://USER@HOST/DB): create, list, revoke and verify work on its table "
-            .. "instead of the keystore; sync follows it (default: APIKEY_STORE, else none).")
+            .. "(postgresql://USER@HOST/DB): create, list, rotate, revoke and verify work on "
+            .. "its table instead of the keystore; sync follows it (default: APIKEY_STORE, else "
+            .. "none).")
             :argname("URL"):target(root and "root_store" or "store")
     end
 
@@ -368,7 +369,12 @@ function commands.rotate(ks, args, out)
     local ok, err = out:flush()
     if not ok then
         -- Nobody saw the new key: it must not stay valid, and the old one is in use again.
-        local undone, msg = core.unrotate(ks, key)
+        local undone, msg
+        if ks.unrotate then -- a store's
+            undone, msg = ks:unrotate(key, old)
+        else
+            undone, msg = core.unrotate(ks, key)
+        end
         if undone then
             return out:report(("cannot write the new key to standard output (%s); the rotation "
                 .. "of alias '%s' was undone: its previous key is in use"):format(err, alias))
@@ -712,12 +718,6 @@ local function with_store(args, out, conninfo, stdout_closed)
     if args.command == "passwd" or args.command == "has-passwd" then
         return out:report(("%s works on a keystore file's password, not on a store; run it "
             .. "without --store and APIKEY_STORE"):format(args.command))
-    end
-    if args.command == "rotate" or (args.command == "revoke" and args.key) then
-        -- the store's table does not keep rotations yet (and its create refuses scopes)
-        return out:report(("%s works on a keystore file, not on a store yet; run it without "
-            .. "--store and APIKEY_STORE"):format(args.command == "rotate" and "rotate"
-            or "revoke --key"))
     end
     if refuse_closed_stdout(args, out, stdout_closed) then
         return 1

@@ -340,7 +340,10 @@ end
 -- at once), then it is refused as expired; opts.expires or opts.expires_in as for create
 -- (default: the expiry of the key it had). Returns the new key and its entry, as create, and
 -- the entry of the key it had (its `rotated` is the end of its grace).
-function Keystore:rotate(alias, opts)
+-- rotate's policy, for every place keys are rotated (a keystore, apikey.store): the arguments
+-- checked, then the time now, the end of the grace period, whether the key keeps its expiry,
+-- and the new expiry (false for none); or nil, message, "invalid".
+local function rotate_args(alias, opts)
     if type(alias) ~= "string" then
         argerror("rotate", 1, "alias must be a string, got " .. type(alias))
     end
@@ -366,7 +369,16 @@ function Keystore:rotate(alias, opts)
     if expires == nil then
         return nil, why, "invalid"
     end
-    return core.rotate(self, alias, now, now + grace, keep, expires or nil)
+    return now, now + grace, keep, expires
+end
+apikey._rotate_args = rotate_args -- for apikey.store
+
+function Keystore:rotate(alias, opts)
+    local now, grace_end, keep, expires = rotate_args(alias, opts)
+    if not now then
+        return nil, grace_end, keep
+    end
+    return core.rotate(self, alias, now, grace_end, keep, expires or nil)
 end
 
 local PASSWD_OPTIONS = { iterations = true }

@@ -3,8 +3,8 @@
 -- from its file, without waiting on the network.
 --
 -- The store is the core's apikey.Store (built when libpq is found, see store.available()), with
--- the methods of a keystore that a table has: create (added here, with the API's policy), list,
--- revoke, verify, warning and close. Misuse raises; a failure returns nil, message, code.
+-- the methods of a keystore that a table has: create and rotate (added here, with the API's
+-- policy), list, revoke, revoke_key, verify, warning and close. Misuse raises; a failure returns nil, message, code.
 local core = require "apikey.core"
 
 local store = {}
@@ -39,13 +39,24 @@ if store.available() then
         if not now then
             return nil, expires, scopes
         end
-        if scopes ~= nil then
-            -- its scopes column is not read by a sync yet: a key made here with scopes would
-            -- reach the servers with full access
-            return nil, "the PostgreSQL store does not keep scopes yet; create a key with "
-                .. "scopes in a keystore file", "invalid"
+        return create(self, alias, now, expires or nil, scopes and table.concat(scopes, ","))
+    end
+
+    --- st:rotate(alias [, opts]) -> key, entry, old entry | nil, message, code: as ks:rotate.
+    -- The row keeps one previous key: a rotate during the grace of the last one ends the grace
+    -- of the key before it.
+    function core.Store:rotate(alias, opts)
+        local now, grace_end, keep, expires = apikey._rotate_args(alias, opts)
+        if not now then
+            return nil, grace_end, keep
         end
-        return create(self, alias, now, expires or nil)
+        return core.store_rotate(self, alias, now, grace_end, keep, expires or nil)
+    end
+
+    --- st:unrotate(key, old) -> true | nil, message, code: undoes the rotate that made key,
+    -- old being the entry of the key it replaced, as rotate returned it.
+    function core.Store:unrotate(key, old)
+        return core.store_unrotate(self, key, old.created, old.expires)
     end
 end
 
