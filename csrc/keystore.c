@@ -398,10 +398,18 @@ int keystore_revoke(ak_keystore *ks, const char *alias, size_t alias_len, char *
                     size_t *stored_len, ak_err *e)
 {
     ak_lock lk;
+    ak_stamp st;
     snapshot s;
     long i, other;
     int rc = -1;
 
+    /* A keystore that does not exist has no key: taking the lock would make its folder and
+     * lock file for nothing. */
+    if (storage_stamp(ks->path, &st, e) != 0)
+        return -1;
+    if (!st.exists)
+        return ak_fail(e, AK_ENOTFOUND, "no API key found with alias '%.*s' in %s", (int)alias_len,
+                       alias, ks->path);
     if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
         return -1;
     if (snapshot_read(ks, &s, e) != 0)

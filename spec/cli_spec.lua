@@ -289,6 +289,13 @@ describe("apikey revoke", function()
             (run { "list", "--keystore", ks }))
     end)
 
+    it("says there is no such key when the keystore does not exist, and makes no folder or lock file", function()
+        local dir = h.tmpdir(finally)
+        local ks = dir .. "/missing/keys.p12"
+        assert.same({ "", "No API key found with alias 'ci-bot'.\n", 1 }, { run { "revoke", "ci-bot", "--keystore", ks } })
+        assert.is_false(h.exists(dir .. "/missing"))
+    end)
+
     it("finds the alias regardless of case, and prints it as stored", function()
         local ks = keystore(finally)
         create(ks, "mcp-openai")
