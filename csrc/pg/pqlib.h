@@ -13,13 +13,33 @@
 
 #include <libpq-fe.h>
 
-#define AK_PQ_FUNCTIONS(X)                                                                         \
-    X(PQclear)                                                                                     \
-    X(PQconninfoFree)                                                                              \
-    X(PQconninfoParse) X(PQconnectdbParams) X(PQconsumeInput) X(PQdb) X(PQerrorMessage) X(PQexec)  \
-        X(PQexecParams) X(PQfinish) X(PQfreemem) X(PQgetisnull) X(PQgetvalue) X(PQhost)            \
-            X(PQnotifies) X(PQntuples) X(PQresultErrorField) X(PQresultErrorMessage)               \
-                X(PQresultStatus) X(PQsetNoticeProcessor) X(PQsocket) X(PQstatus) X(PQuser)
+/* One function a line: */
+/* clang-format off */
+#define AK_PQ_FUNCTIONS(X) \
+    X(PQclear) \
+    X(PQconninfoFree) \
+    X(PQconninfoParse) \
+    X(PQconnectdbParams) \
+    X(PQconsumeInput) \
+    X(PQdb) \
+    X(PQerrorMessage) \
+    X(PQexec) \
+    X(PQexecParams) \
+    X(PQfinish) \
+    X(PQfreemem) \
+    X(PQgetisnull) \
+    X(PQgetvalue) \
+    X(PQhost) \
+    X(PQnotifies) \
+    X(PQntuples) \
+    X(PQresultErrorField) \
+    X(PQresultErrorMessage) \
+    X(PQresultStatus) \
+    X(PQsetNoticeProcessor) \
+    X(PQsocket) \
+    X(PQstatus) \
+    X(PQuser)
+/* clang-format on */
 
 #define AK_PQ_POINTER(name) extern __typeof__(name) *ak_##name;
 AK_PQ_FUNCTIONS(AK_PQ_POINTER)
