@@ -370,6 +370,9 @@ int storage_read(const char *path, unsigned char **buf, size_t *len, ak_stamp *s
     *buf = NULL;
     *len = 0;
     memset(st, 0, sizeof *st);
+    /* As for a write (storage_lock): a missing "dir/" is not an empty keystore. */
+    if (*base_of(path) == '\0')
+        return ak_fail(e, AK_EIO, "keystore path '%s' names a folder; give a file name", path);
     if (target_open(path, &t, e) != 0)
         return -1;
     if (t.fd < 0) {

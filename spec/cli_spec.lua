@@ -289,6 +289,15 @@ describe("apikey revoke", function()
             (run { "list", "--keystore", ks }))
     end)
 
+    it("refuses a path that ends with a slash, for list as for create, even when nothing is there", function()
+        local path = h.tmpdir(finally) .. "/nope/"
+        for _, args in ipairs { { "list" }, { "create", "k" } } do
+            table.move({ "--keystore", path }, 1, 2, #args + 1, args)
+            assert.same({ "", ("apikey: keystore path '%s' names a folder; give a file name\n"):format(path), 1 },
+                { run(args) })
+        end
+    end)
+
     it("says there is no such key when the keystore does not exist, and makes no folder or lock file", function()
         local dir = h.tmpdir(finally)
         local ks = dir .. "/missing/keys.p12"
