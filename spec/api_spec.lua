@@ -19,7 +19,7 @@ local function keystore(finally, opts)
         o[k] = v
     end
     local ks = assert(apikey.open(o))
-    finally(function()
+    h.defer(finally, function()
         ks:close()
     end)
     return ks, path

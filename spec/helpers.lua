@@ -150,6 +150,31 @@ function helpers.remove(dir)
     os.execute("chmod -R u+rwx " .. q .. " 2>/dev/null; rm -rf " .. q)
 end
 
+-- busted keeps one `finally` a test: each call replaces the one before. defer(finally, fn)
+-- keeps them all instead, and runs them last first when the test ends (each even when one
+-- before it failed; the first error is raised then). Every cleanup of the specs goes through
+-- it, so that no server, process or folder a test started outlives it.
+local deferred = setmetatable({}, { __mode = "k" })
+function helpers.defer(finally, fn)
+    local list = deferred[finally]
+    if not list then
+        list = {}
+        deferred[finally] = list
+        finally(function()
+            deferred[finally] = nil
+            local first
+            for i = #list, 1, -1 do
+                local ok, err = pcall(list[i])
+                first = first or (not ok and err or nil)
+            end
+            if first then
+                error(first, 0)
+            end
+        end)
+    end
+    list[#list + 1] = fn
+end
+
 -- A new empty folder, removed when the test ends (pass busted's finally, or nil and remove
 -- it with helpers.remove). Its path is canonical, so that a path the fault shim reads back
 -- from /proc matches.
@@ -157,7 +182,7 @@ function helpers.tmpdir(finally)
     local dir = helpers.output("realpath \"$(mktemp -d \"${TMPDIR:-/tmp}/apikey-spec.XXXXXX\")\"")
     assert(dir ~= "", "mktemp failed")
     if finally then
-        finally(function()
+        helpers.defer(finally, function()
             helpers.remove(dir)
         end)
     end

@@ -290,8 +290,7 @@ describe("examples/lighttpd with a keystore it cannot read", function()
     it("answers 500 to every request, then recovers once the keystore is fixed", function()
         local dir = site_dir()
         local server
-        -- busted keeps one finally per test
-        finally(function()
+        h.defer(finally, function()
             shut_down(server, dir)
         end)
         local keystore = dir .. "/keys.p12"

@@ -11,7 +11,7 @@ local UNKNOWN_KEY = "0b6e6d2a-3f8e-4c55-9d7e-3b2f9b1c8a10"
 local function keystore(finally)
     local path = h.tmpdir(finally) .. "/keys.p12"
     local ks = assert(apikey.open { path = path })
-    finally(function()
+    h.defer(finally, function()
         ks:close()
     end)
     return ks, path

@@ -489,7 +489,7 @@ describe("a keystore that is a mount point", function()
         -- One finally per test: it unmounts, then removes the folder.
         local dir = h.tmpdir()
         local ks = dir .. "/container/keys.p12"
-        finally(function()
+        h.defer(finally, function()
             os.execute("umount " .. q(ks) .. " 2>/dev/null")
             h.remove(dir)
         end)

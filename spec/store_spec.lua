@@ -35,7 +35,7 @@ local function start_sync(db, file, extra, finally)
     local pid = tonumber(h.output(("%s %s </dev/null >%s 2>%s & echo $!"):format(h.env_words(),
         h.quote_all(argv), h.quote(file .. ".out"), h.quote(file .. ".err"))))
     assert(pid, "the sync did not start")
-    finally(function()
+    h.defer(finally, function()
         h.sh(("kill -KILL %d 2>/dev/null"):format(pid))
     end)
     return pid

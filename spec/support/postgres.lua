@@ -102,7 +102,7 @@ return function(h)
         local self = setmetatable({ dir = dir, data = dir .. "/data" }, Server)
         self.conninfo = ("host=%s user=postgres dbname=postgres"):format(dir)
         if finally then
-            finally(function()
+            h.defer(finally, function()
                 self:stop()
             end)
         end
