@@ -12,29 +12,7 @@ end
 
 local FAST = 1000 -- PBKDF2 iterations for keystores with a password, to keep the specs quick
 
-local function keystore(finally, opts)
-    local path = h.tmpdir(finally) .. "/keys.p12"
-    local o = { path = path }
-    for k, v in pairs(opts or {}) do
-        o[k] = v
-    end
-    local ks = assert(apikey.open(o))
-    h.defer(finally, function()
-        ks:close()
-    end)
-    return ks, path
-end
-
--- Asserts a failure: nil, a one-line message naming what it says, and the code.
-local function fails(code, pattern, ok, msg, got)
-    assert.is_nil(ok)
-    assert.equal(code, got, msg)
-    assert.is_string(msg)
-    assert.is_nil(msg:find("\n"), msg)
-    if pattern then
-        assert.truthy(msg:find(pattern, 1, true), msg)
-    end
-end
+local keystore, fails = h.open_keystore, h.fails
 
 -- A test for each value of the create option that create refuses: 'invalid', naming the
 -- value as an invalid WHAT.

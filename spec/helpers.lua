@@ -189,6 +189,33 @@ function helpers.tmpdir(finally)
     return dir
 end
 
+-- A keystore opened with the Lua API (opts added to apikey.open's) in a new folder, closed and
+-- removed when the test ends: the keystore and its path.
+function helpers.open_keystore(finally, opts)
+    local o = { path = helpers.tmpdir(finally) .. "/keys.p12" }
+    for k, v in pairs(opts or {}) do
+        o[k] = v
+    end
+    local ks = assert(require("apikey").open(o))
+    helpers.defer(finally, function()
+        ks:close()
+    end)
+    return ks, o.path
+end
+
+-- Asserts a failure of the Lua API: nil, a one-line message holding pattern (plain text, when
+-- given), and the code.
+function helpers.fails(code, pattern, ok, msg, got)
+    local luassert = require "luassert"
+    luassert.is_nil(ok)
+    luassert.equal(code, got, msg)
+    luassert.is_string(msg)
+    luassert.is_nil(msg:find("\n"), msg)
+    if pattern then
+        luassert.truthy(msg:find(pattern, 1, true), msg)
+    end
+end
+
 -- What a command's environment is unless told otherwise: APIKEY_KEYSTORE and
 -- APIKEY_KEYSTORE_PASSWORD unset, so that the caller's environment never reaches a real
 -- keystore, and TZ=UTC.

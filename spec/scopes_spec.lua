@@ -8,23 +8,7 @@ local core = require "apikey.core"
 local run, create = h.run, h.create
 local UNKNOWN_KEY = "0b6e6d2a-3f8e-4c55-9d7e-3b2f9b1c8a10"
 
-local function keystore(finally)
-    local path = h.tmpdir(finally) .. "/keys.p12"
-    local ks = assert(apikey.open { path = path })
-    h.defer(finally, function()
-        ks:close()
-    end)
-    return ks, path
-end
-
-local function fails(code, pattern, ok, msg, got)
-    assert.is_nil(ok)
-    assert.equal(code, got, msg)
-    assert.is_nil(msg:find("\n"), msg)
-    if pattern then
-        assert.truthy(msg:find(pattern, 1, true), msg)
-    end
-end
+local keystore, fails = h.open_keystore, h.fails
 
 -- The version of each of our records in a keystore with no password, by alias, as
 -- `openssl pkcs12 -info` prints the bags (friendlyName, then the record in hex).
