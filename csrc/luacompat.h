@@ -9,7 +9,8 @@
  *   one value, 5.1 the userdata's environment table;
  * - fail is nil before 5.4;
  * - 5.1 has no integer subtype: a number is an integer when it has no fraction and fits a
- *   lua_Integer; lua_rawgeti returns no type, and a metatable gets no __name, before 5.3.
+ *   lua_Integer; lua_rawgeti returns no type, and a metatable gets no __name, before 5.3;
+ * - lua_rawgetp and lua_rawsetp (a table indexed by a C pointer) come with 5.2.
  */
 #ifndef AK_LUACOMPAT_H
 #define AK_LUACOMPAT_H
@@ -121,6 +122,11 @@ static inline void ak_setmetatable(lua_State *L, const char *tname)
     luaL_getmetatable(L, tname);
     lua_setmetatable(L, -2);
 }
+
+/* Only ever called on LUA_REGISTRYINDEX, a pseudo-index that the key pushed does not move. */
+#define lua_rawgetp(L, idx, p) (lua_pushlightuserdata((L), (void *)(p)), lua_rawget((L), (idx)))
+#define lua_rawsetp(L, idx, p)                                                                     \
+    (lua_pushlightuserdata((L), (void *)(p)), lua_insert((L), -2), lua_rawset((L), (idx)))
 #endif
 
 #endif

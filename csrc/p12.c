@@ -507,7 +507,7 @@ int p12_repass(ak_foreign *f, const char *oldpass, size_t oldlen, const char *ne
                size_t newlen, int iter, int *count, ak_err *e)
 {
     loader ld;
-    ak_entries refused = {NULL, 0, 0};
+    ak_entries refused = {0};
     ak_repass rp;
     ak_bytes bags = {NULL, 0, 0}, list = {NULL, 0, 0};
     PKCS7 **fresh = NULL;

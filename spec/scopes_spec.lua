@@ -174,6 +174,64 @@ describe("scopes, in the verifier", function()
     end)
 end)
 
+describe("scope checks on a keystore with many scope names", function()
+    -- The check finds a scope through bits over the keystore's names, 62 of them; names
+    -- beyond those are looked for in the key's list. Every answer must be the entry's list's.
+    local function names_of(i)
+        local t = { "n" .. i, "n" .. (i * 7 % 90), "shared" }
+        if i % 3 == 0 then t[#t + 1] = ("x"):rep(63) .. (i % 10) end -- 64 bytes
+        return t
+    end
+    local asked = { "shared", "n", "n1x", "read", "write", ("x"):rep(64), ("x"):rep(63) .. "0" }
+    for i = 0, 99 do
+        asked[#asked + 1] = "n" .. i
+    end
+
+    local function check_all(check, keys)
+        local granted, refused = 0, 0
+        for alias, key in pairs(keys) do
+            local entry = assert(check("Bearer " .. key))
+            assert.equal(alias, entry.alias)
+            for _, scope in ipairs(asked) do
+                local got, why, holder = check("Bearer " .. key, scope)
+                if apikey.authorize(entry, scope) then
+                    assert.equal(alias, got and got.alias, alias .. " in " .. scope)
+                    granted = granted + 1
+                else
+                    assert.same({ nil, "insufficient_scope", alias },
+                        { got, why, holder and holder.alias }, alias .. " in " .. scope)
+                    refused = refused + 1
+                end
+            end
+        end
+        return granted, refused
+    end
+
+    it("answers for every key and name as the key's list does, before and after changes", function()
+        local ks, path = keystore(finally)
+        local keys = {}
+        for i = 1, 80 do
+            keys["k" .. i] = assert(ks:create("k" .. i, { scopes = names_of(i) }))
+        end
+        keys.all = assert(ks:create("all"))
+        local check = function(...) return ks:authenticate(...) end
+        local granted, refused = check_all(check, keys)
+        assert.is_true(granted > 300 and refused > 7000, granted .. " granted, " .. refused)
+
+        -- Reopened (names in file order), after a revoke, and in a verifier.
+        local again = assert(apikey.open { path = path })
+        h.defer(finally, function() again:close() end)
+        assert.is_true(again:revoke("k1"))
+        keys.k1 = nil
+        keys.late = assert(again:create("late", { scopes = { "late", "n5" } }))
+        asked[#asked + 1] = "late"
+        check_all(function(...) return again:authenticate(...) end, keys)
+        local v = assert(apikey.verifier { path = path })
+        h.defer(finally, function() v:close() end)
+        check_all(function(...) return v:authenticate(...) end, keys)
+    end)
+end)
+
 describe("rotate, in the Lua API", function()
     it("gives the alias a new key with the same scopes and expiry; the old one stops at once", function()
         local ks = keystore(finally)
