@@ -16,6 +16,7 @@
  */
 #define OPENSSL_SUPPRESS_DEPRECATED /* SHA256_Init and co., as csrc/keystore.c uses them */
 #include "apikey.h"
+#include "bench.h"
 
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -26,26 +27,6 @@
 #include <uuid/uuid.h>
 
 #define NUNKNOWN 4096
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static double cpu_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static int open_store(ak_keystore *ks, const char *path, double *ms)
 {

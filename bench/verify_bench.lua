@@ -16,30 +16,7 @@ if not (path and keys_file) then
     os.exit(2)
 end
 
--- The keys' strings are made in a shuffled order, so that entries are reached in no order (as a
--- server's requests do) while the strings themselves lie one after another in memory (as a
--- request just received is in cache). Unknown keys: as many as the valid ones, up to 4096.
-local text = assert(io.open(keys_file)):read("a")
-local starts = {}
-for at in text:gmatch("()[^\n]+") do
-    starts[#starts + 1] = at
-end
-math.randomseed(1)
-for i = #starts, 2, -1 do
-    local j = math.random(i)
-    starts[i], starts[j] = starts[j], starts[i]
-end
-local valid = {}
-for i, at in ipairs(starts) do
-    valid[i] = text:sub(at, at + 35)
-end
-text, starts = nil, nil
-local unknown = {}
-for i = 1, math.min(#valid, 4096) do
-    unknown[i] = ("%08x-%04x-4%03x-%04x-%012x"):format(math.random(0, 0xffffffff),
-        math.random(0, 0xffff), math.random(0, 0xfff), 0x8000 | math.random(0, 0x3fff),
-        math.random(0, 0xffffffffffff))
-end
+local valid, unknown = dofile(arg[0]:gsub("[^/]*$", "") .. "bench_keys.lua")(keys_file)
 
 -- Calls check(obj, keys[i], extra), cycling, in 5 slices of secs / 5 CPU seconds each (os.clock: this
 -- process's CPU time, so that other processes on a busy machine count as little as they can);
