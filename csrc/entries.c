@@ -22,23 +22,11 @@ int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_r
     char *copy;
     unsigned char *scopes = NULL;
     if (es->n == es->cap) {
-        /* Aligned, so that each entry's first cache line is what a check reads (apikey.h). The
-         * block is grown by realloc, which moves a large one without a copy (mremap), and is
-         * AK_ENTRY_ALIGN bytes longer: the entries start at its first aligned address, and
-         * are moved there when realloc returned a block aligned otherwise. */
         size_t cap = es->cap ? es->cap * 2 : 16;
-        char *block = cap <= (SIZE_MAX - AK_ENTRY_ALIGN) / sizeof *es->v
-                          ? realloc(es->block, cap * sizeof *es->v + AK_ENTRY_ALIGN)
-                          : NULL;
-        size_t to;
-        if (block == NULL)
+        ak_entry *v = realloc(es->v, cap * sizeof *v);
+        if (v == NULL)
             return ak_fail(e, AK_ENOMEM, "out of memory");
-        to = (AK_ENTRY_ALIGN - (uintptr_t)block % AK_ENTRY_ALIGN) % AK_ENTRY_ALIGN;
-        if (es->n > 0 && to != es->at)
-            memmove(block + to, block + es->at, es->n * sizeof *es->v);
-        es->block = block;
-        es->at = to;
-        es->v = (ak_entry *)(void *)(block + to);
+        es->v = v;
         es->cap = cap;
     }
     copy = malloc(alias_len + 1);
@@ -54,7 +42,6 @@ int entries_push(ak_entries *es, const char *alias, size_t alias_len, const ak_r
     }
     memcpy(copy, alias, alias_len);
     copy[alias_len] = '\0';
-    es->v[es->n].scope_bits = 0; /* none until its keystore indexes it */
     es->v[es->n].alias = copy;
     es->v[es->n].alias_len = alias_len;
     es->v[es->n].rec = *rec;
@@ -98,9 +85,7 @@ void entries_clear(ak_entries *es)
 {
     for (size_t i = 0; i < es->n; i++)
         entry_free(&es->v[i]);
-    free(es->block);
-    es->block = NULL;
-    es->at = 0;
+    free(es->v);
     es->v = NULL;
     es->n = es->cap = 0;
 }

@@ -112,13 +112,22 @@ static uint64_t scope_bits_of(ak_index *ix, const ak_record *r)
 static void index_free(ak_index *ix)
 {
     free(ix->slots);
+    free(ix->hot);
     free(ix->names);
     memset(ix, 0, sizeof *ix);
 }
 
-/* Rebuilds the index over es and sets its entries' scope bits; on failure the old index is
- * kept (and es, whose bits may be half set, is not to be used). Load factor <= 1/2. */
-static int index_build(ak_index *ix, ak_entries *es, ak_err *e)
+/* When the key of record r is refused as expired: as record_expired, in one time. */
+static int64_t record_until(const ak_record *r)
+{
+    int64_t until = r->expires == AK_NO_EXPIRY ? INT64_MAX : r->expires;
+    if (r->rotated && r->grace_end < until)
+        until = r->grace_end;
+    return until;
+}
+
+/* Rebuilds the index over es; on failure the old index is kept. Load factor <= 1/2. */
+static int index_build(ak_index *ix, const ak_entries *es, ak_err *e)
 {
     ak_index new = {0};
     size_t n = 16;
@@ -131,18 +140,24 @@ static int index_build(ak_index *ix, ak_entries *es, ak_err *e)
     for (size_t i = 0; i < es->n && !scoped; i++)
         scoped = es->v[i].rec.scopes != NULL;
     new.slots = calloc(n, sizeof *new.slots);
+    /* at least one record, so that an empty keystore's list is not a NULL from a 0-byte call */
+    new.hot = aligned_alloc(AK_HOT_ALIGN, (es->n > 0 ? es->n : 1) * sizeof *new.hot);
     new.names = scoped ? malloc(AK_SCOPE_BITS * sizeof *new.names) : NULL;
-    if (new.slots == NULL || (scoped && new.names == NULL)) {
+    if (new.slots == NULL || new.hot == NULL || (scoped && new.names == NULL)) {
         index_free(&new);
         return ak_fail(e, AK_ENOMEM, "out of memory");
     }
     new.nslots = n;
     for (size_t i = 0; i < es->n; i++) {
-        size_t j = slot_of(es->v[i].rec.hash, n - 1);
+        const ak_record *r = &es->v[i].rec;
+        size_t j = slot_of(r->hash, n - 1);
         while (new.slots[j] != 0)
             j = (j + 1) & (n - 1);
         new.slots[j] = (uint32_t)(i + 1);
-        es->v[i].scope_bits = scope_bits_of(&new, &es->v[i].rec);
+        memset(&new.hot[i], 0, sizeof new.hot[i]);
+        memcpy(new.hot[i].hash, r->hash, AK_HASH_LEN);
+        new.hot[i].until = record_until(r);
+        new.hot[i].scope_bits = scope_bits_of(&new, r);
     }
     index_free(ix);
     *ix = new;
@@ -151,13 +166,14 @@ static int index_build(ak_index *ix, ak_entries *es, ak_err *e)
 
 int keystore_has_scope(const ak_keystore *ks, const ak_entry *en, const char *name, size_t len)
 {
+    uint64_t bits = ks->index.hot[en - ks->entries.v].scope_bits;
     int b;
-    if (en->scope_bits & AK_SCOPES_ALL)
+    if (bits & AK_SCOPES_ALL)
         return 1;
     b = scope_bit(&ks->index, name, len);
     if (b >= 0)
-        return (int)(en->scope_bits >> b) & 1;
-    return (en->scope_bits & AK_SCOPES_BEYOND) ? record_has_scope(&en->rec, name, len) : 0;
+        return (int)(bits >> b) & 1;
+    return (bits & AK_SCOPES_BEYOND) ? record_has_scope(&en->rec, name, len) : 0;
 }
 
 /* Aliases are one namespace, compared as Java compares them (alias.c). */
@@ -589,10 +605,11 @@ ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t
     } else if (SHA256_Init(&w.c) == 1 && SHA256_Update(&w.c, w.norm, AK_KEY_LEN) == 1 &&
                SHA256_Final(w.hash, &w.c) == 1) {
         for (size_t j = slot_of(w.hash, mask); ks->index.slots[j] != 0; j = (j + 1) & mask) {
-            const ak_entry *en = &ks->entries.v[ks->index.slots[j] - 1];
-            if (hash_equal(en->rec.hash, w.hash)) {
-                *out = en;
-                verdict = record_expired(&en->rec, now) ? AK_EXPIRED : AK_VALID;
+            size_t i = ks->index.slots[j] - 1;
+            const ak_hot *h = &ks->index.hot[i];
+            if (hash_equal(h->hash, w.hash)) {
+                *out = &ks->entries.v[i];
+                verdict = h->until <= now ? AK_EXPIRED : AK_VALID;
                 break;
             }
         }
