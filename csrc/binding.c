@@ -16,7 +16,6 @@
 #include <openssl/crypto.h>
 #include <signal.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #ifdef APIKEY_WITH_STORE
@@ -512,6 +511,18 @@ static int is_blank(char c)
     return c == ' ' || c == '\t';
 }
 
+/* Whether s starts with "Bearer" in any case. By hand rather than with strncasecmp, which goes
+ * through the locale's tables (2% of a check): only the letters of "bearer" give them with
+ * their 0x20 bit set. */
+static int is_bearer(const char *s)
+{
+    static const char word[6] = {'b', 'e', 'a', 'r', 'e', 'r'};
+    unsigned diff = 0;
+    for (int i = 0; i < 6; i++)
+        diff |= (unsigned)(((unsigned char)s[i] | 0x20) ^ (unsigned char)word[i]);
+    return diff == 0;
+}
+
 /* The token of an Authorization value: "Bearer" in any case, one or more blanks, a token
  * without blanks, then only blanks (RFC 6750 section 2.1, with surrounding blanks allowed);
  * NULL when it is not of that form. Parsed here, in one pass, rather than with a Lua pattern:
@@ -521,7 +532,7 @@ static const char *bearer_token(const char *s, size_t len, size_t *tlen)
     const char *end = s + len, *tok;
     while (s < end && is_blank(*s))
         s++;
-    if (end - s < 7 || strncasecmp(s, "bearer", 6) != 0 || !is_blank(s[6]))
+    if (end - s < 7 || !is_bearer(s) || !is_blank(s[6]))
         return NULL;
     s += 7;
     while (s < end && is_blank(*s))

@@ -158,6 +158,11 @@ describe("apikey.verifier", function()
                 "Bearer" .. key,
                 "Basic dXNlcjpwYXNzd29yZA==",
                 "Token " .. key,
+                "Bearex " .. key, -- one letter off, in each place and case
+                "bEARES " .. key,
+                "Xearer " .. key,
+                "Be@rer " .. key,
+                "Bearer\0" .. key,
                 key,
                 "Bearer " .. key .. " extra",
                 "Bearer\n" .. key,
