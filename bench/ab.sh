@@ -5,8 +5,8 @@
 #
 # BEFORE and AFTER are git revisions; without AFTER, the work tree as it is (uncommitted
 # changes included). Each side is built as a user builds it (CMake's RelWithDebInfo, installed
-# into a scratch prefix; see AB_CFLAGS below). Keystores of 1,000 and 100,000 keys (2,048 iterations) are written
-# once by the after side's gen_keystore: one with keys of full access, read by both sides, and
+# into a scratch prefix; see AB_CFLAGS below). Keystores of 1,000 and 100,000 keys (2,048
+# iterations) are written once by the after side's gen_keystore: one with keys of full access, read by both sides, and
 # one whose keys all have the scopes read,mcp,metrics:read ("after-scoped"), read by the after
 # side only (a side from before scopes refuses it). ab_check.c then loads each side in a Lua
 # state of its own, in one process, and has them take turns, 20 ms each, through the ways of
@@ -15,22 +15,22 @@
 # and an unknown key. Taking turns in one process is what makes a few per cent visible on a
 # busy machine, where two runs one after the other differ by more than that.
 #
-# Where the linker happens to put the hot functions moves a check by up to 8% between two builds
-# of the same code (measured: two builds differing in one unrelated function, each run against
-# the other, 0.94 to 1.05). So both sides are built with their functions and loops aligned
-# (AB_CFLAGS, default "-falign-functions=64 -falign-loops=32 -falign-jumps=32"), which takes
-# that luck out of the ratio; AB_CFLAGS= (empty) builds them as a user does.
+# Where the linker puts the hot functions and loops moves a check by up to 8% between two builds
+# of the same code, so a ratio near 1 is read over several layouts of it: AB_CFLAGS adds flags
+# to both sides' builds, which moves their code (bench/README.md uses "-falign-functions=64
+# -falign-loops=32 -falign-jumps=32" and "-Wa,-mbranches-within-32B-boundaries"). Empty by
+# default: both built as a user builds them.
 #
 # Environment: AB_SECS (CPU seconds per side and way, default 3), AB_SIZES (default
-# "1000 100000"), AB_CFLAGS. Prints one line per side and way, then a table of rates with after / before;
-# the lines are also left in $AB_OUT when it is set.
+# "1000 100000"), AB_CFLAGS. Prints one line per side and way, then a table of rates with
+# after / before; the lines are also left in $AB_OUT when it is set.
 set -euo pipefail
 
 [ $# -ge 1 ] || { echo "usage: bash bench/ab.sh BEFORE [AFTER]" >&2; exit 2; }
 before=$1
 after=${2:-}
 secs=${AB_SECS:-3}
-ab_cflags=${AB_CFLAGS--falign-functions=64 -falign-loops=32 -falign-jumps=32}
+ab_cflags=${AB_CFLAGS:-}
 read -r -a sizes <<<"${AB_SIZES:-1000 100000}"
 bench=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$bench/.." && pwd)
