@@ -518,7 +518,8 @@ typedef struct {
 typedef struct {
     unsigned char hash[AK_HASH_LEN]; /* the record's */
     int64_t until;       /* refused as expired from then on: the expiry, or the end of the grace
-                            of a rotated key, the earlier; INT64_MAX for never */
+                            of a rotated key, the earlier; INT64_MAX (keystore.c's
+                            AK_UNTIL_NEVER) for never */
     uint64_t scope_bits; /* the key's scopes as bits over the index's names (below) */
     unsigned char unused[16];
 } ak_hot;

@@ -356,6 +356,15 @@ describe("ks:verify", function()
         assert.same({ nil, "expired" }, { ks:verify(key, 4102444800) })
     end)
 
+    it("judges a key without expiry valid at any now, the largest integer included", function()
+        local ks = keystore(finally)
+        local key = ks:create("k")
+        local last = math.maxinteger or 2 ^ 53 -- LuaJIT: the largest exact integer of a double
+        for _, now in ipairs { 0, 4102444800, last - 1, last } do
+            assert.equal("k", (ks:verify(key, now) or {}).alias, tostring(now))
+        end
+    end)
+
     for _, bad in ipairs { "", "secret", "eb47c2be-927f-495f-aa97-0ba0f60b89861", "eb47c2be_927f_495f_aa97_0ba0f60b8986",
         "eb47c2be-927f-495f-aa97-0ba0f60b898\0" } do
         it("returns nil and 'malformed' for " .. ("%q"):format(bad):gsub("\\\n", "\\n"), function()
