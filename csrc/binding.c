@@ -593,16 +593,16 @@ static int keystore_authenticate_l(lua_State *L)
 #else
 #define AK_CLOCK CLOCK_MONOTONIC
 #endif
-static double monotonic_seconds(void)
+static double clock_seconds(clockid_t id)
 {
     struct timespec ts;
-    if (clock_gettime(AK_CLOCK, &ts) != 0) /* a kernel without the coarse clock */
+    if (clock_gettime(id, &ts) != 0) /* a kernel without the coarse clock */
         clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* A verifier (lua/apikey/verifier.lua) is a table whose slot VERIFIER_KEYSTORE holds its
- * keystore, VERIFIER_NEXT_CHECK the monotonic time (core.clock) of its next look at the file,
+ * keystore, VERIFIER_NEXT_CHECK the time (core.coarse_clock) of its next look at the file,
  * and VERIFIER_REFUSING true while it refuses every key (its file changed and has not read for
  * longer than it may keep the old keys). Its verify and authenticate are the two functions
  * below: a server's check is then one call into C, which runs v:refresh() first when the time
@@ -613,7 +613,7 @@ static int verifier_keystore(lua_State *L, const char *fname, keystore_ud **u)
 {
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_rawgeti(L, 1, VERIFIER_NEXT_CHECK);
-    if (monotonic_seconds() >= lua_tonumber(L, -1)) {
+    if (clock_seconds(AK_CLOCK) >= lua_tonumber(L, -1)) {
         lua_getfield(L, 1, "_look"); /* v:refresh(), or its background form */
         lua_pushvalue(L, 1);
         lua_call(L, 1, 0);
@@ -768,11 +768,18 @@ static int core_ignore_sigpipe(lua_State *L)
     return 0;
 }
 
-/* core.clock() -> seconds (float) of a monotonic clock, for reload intervals; it moves by the
- * kernel's tick (1 to 10 ms), as the verifier's check reads it */
+/* core.clock() -> seconds (float) of the monotonic clock, for timing */
 static int core_clock(lua_State *L)
 {
-    lua_pushnumber(L, (lua_Number)monotonic_seconds());
+    lua_pushnumber(L, (lua_Number)clock_seconds(CLOCK_MONOTONIC));
+    return 1;
+}
+
+/* core.coarse_clock() -> seconds (float) of the clock the verifier's check reads, which moves by
+ * the kernel's tick (1 to 10 ms): the verifier's times of its next look are in its terms */
+static int core_coarse_clock(lua_State *L)
+{
+    lua_pushnumber(L, (lua_Number)clock_seconds(AK_CLOCK));
     return 1;
 }
 
@@ -808,6 +815,7 @@ static const luaL_Reg core_functions[] = {{"open", core_open},
                                           {"format_local", core_format_local},
                                           {"format_utc", core_format_utc},
                                           {"clock", core_clock},
+                                          {"coarse_clock", core_coarse_clock},
                                           {"ignore_sigpipe", core_ignore_sigpipe},
                                           {"verifier_verify", verifier_verify},
                                           {"verifier_authenticate", verifier_authenticate},

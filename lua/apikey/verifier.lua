@@ -13,15 +13,15 @@
 -- when a verifier is made, not when this one loads, so either can be required first.
 local core = require "apikey.core"
 
-local clock = core.clock
+local clock = core.coarse_clock -- the clock the check in C compares with
 local time = os.time
 local type = type
 
 local INTERVAL = 1 -- seconds between looks at the file
 local MAX_STALE = 60 -- seconds the keys of a file that changed and cannot be read stay in use
 
--- A verifier is a table: [1] its keystore, [2] the core.clock() time of its next look at the
--- file, [3] true while it refuses every key (the core's verify and authenticate read these
+-- A verifier is a table: [1] its keystore, [2] the core.coarse_clock() time of its next look at
+-- the file, [3] true while it refuses every key (the core's verify and authenticate read these
 -- three), and the fields below.
 local KEYSTORE, NEXT_CHECK, REFUSING = 1, 2, 3
 
