@@ -882,6 +882,14 @@ static int is_metricshub_password(const char *pass, size_t len)
     return len == n && CRYPTO_memcmp(pass, AK_METRICSHUB_STORE_PASSWORD, n) == 0;
 }
 
+static void no_file_to_repass(const ak_keystore *ks, ak_err *e)
+{
+    ak_fail(e, AK_ENOTFOUND,
+            "cannot change the password of %s: there is no such file yet; the first create makes "
+            "it, with the password given then",
+            ks->path);
+}
+
 int keystore_passwd(ak_keystore *ks, const char *pass, size_t passlen, int iter, int *count,
                     ak_err *e)
 {
@@ -902,16 +910,21 @@ int keystore_passwd(ak_keystore *ks, const char *pass, size_t passlen, int iter,
     if (passlen > 0)
         memcpy(fresh, pass, passlen);
     fresh[passlen] = '\0';
+    /* A keystore that does not exist has no password to change: looked at before the lock,
+     * which would make its folder and lock file for nothing, and again under it. */
+    if (storage_stamp(ks->path, &read, e) != 0)
+        goto wipe;
+    if (!read.exists) {
+        no_file_to_repass(ks, e);
+        goto wipe;
+    }
     if (storage_lock(ks->path, ks->lock_timeout_ms, &lk, e) != 0)
         goto wipe;
     if (snapshot_read(ks, &s, e) != 0)
         goto out;
     if (!s.stamp.exists) {
         snapshot_free(&s);
-        ak_fail(e, AK_ENOTFOUND,
-                "cannot change the password of %s: there is no such file yet; the first create "
-                "makes it, with the password given then",
-                ks->path);
+        no_file_to_repass(ks, e);
         goto out;
     }
     /* MetricsHub opens its keystore with its fixed store password only: with another, its

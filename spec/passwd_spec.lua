@@ -120,6 +120,12 @@ describe("apikey passwd and has-passwd", function()
         assert.same({ "", 1 }, { out, code })
         assert.matches("there is no such file yet", err)
         assert.is_false(h.exists(path))
+        assert.is_false(h.exists(path .. ".lock"))
+        -- nor the folder of a keystore in a folder that does not exist either
+        out, err, code = run { "passwd", "--keystore", dir .. "/sub/keys.p12", "--no-password" }
+        assert.same({ "", 1 }, { out, code })
+        assert.matches("there is no such file yet", err)
+        assert.is_false(h.exists(dir .. "/sub"))
         assert.same({ "Keystore " .. path .. " does not exist yet, so it has no password.\n", "", 1 },
             { run { "has-passwd", "--keystore", path } })
     end)
