@@ -74,15 +74,17 @@ static const char *check_string(lua_State *L, int arg, size_t *len)
     return lua_tolstring(L, arg, len);
 }
 
-/* A string argument, or nil (NULL): one call into Lua when it is a string, as it is on every
- * request of a server. */
-static const char *opt_string(lua_State *L, int arg, size_t *len)
+/* A string argument of method fname, or nil (NULL): one call into Lua when it is a string, as
+ * it is on every request of a server. The error names the method as the user called it (Lua
+ * would name the verifier's function by its place in apikey.core). */
+static const char *opt_string(lua_State *L, int arg, size_t *len, const char *fname)
 {
     int t = lua_type(L, arg);
     if (t == LUA_TSTRING)
         return lua_tolstring(L, arg, len);
     if (t != LUA_TNIL && t != LUA_TNONE)
-        luaL_checktype(L, arg, LUA_TSTRING); /* raises */
+        luaL_error(L, "bad argument #%d to '%s' (string expected, got %s)", arg, fname,
+                   luaL_typename(L, arg));
     return NULL;
 }
 
@@ -552,8 +554,8 @@ static const char *bearer_token(const char *s, size_t len, size_t *tlen)
 static int authenticate_at(lua_State *L, int ud, keystore_ud *u)
 {
     size_t len = 0, tlen = 0, slen = 0;
-    const char *header = opt_string(L, 2, &len);
-    const char *scope = opt_string(L, 3, &slen);
+    const char *header = opt_string(L, 2, &len, "authenticate");
+    const char *scope = opt_string(L, 3, &slen, "authenticate");
     const char *token = header != NULL ? bearer_token(header, len, &tlen) : NULL;
     const ak_entry *en;
     ak_verdict v;

@@ -169,8 +169,11 @@ describe("scopes, in the verifier", function()
         assert.is_true(v:authorize(v:verify(all), "write"))
     end)
 
-    it("raises for a scope that is not a string", function()
-        assert.has_error(function() v:authenticate("Bearer " .. reader, 1) end)
+    it("raises for a scope or a header that is not a string, naming authenticate", function()
+        assert.has_error(function() v:authenticate("Bearer " .. reader, 1) end,
+            "bad argument #3 to 'authenticate' (string expected, got number)")
+        assert.has_error(function() v:authenticate({}) end,
+            "bad argument #2 to 'authenticate' (string expected, got table)")
     end)
 end)
 
