@@ -163,11 +163,27 @@ typedef struct {
  */
 int record_encode(const ak_record *r, unsigned char **der, size_t *len);
 int record_decode(const unsigned char *der, size_t len, ak_record *r);
-/* Whether the key of record r is refused as expired at now: past its expiry, or rotated and
- * past its grace. Inline: it runs on every check. */
+/* When the key of record r stops being valid: its expiry, or the end of its grace when it was
+ * rotated, the earlier; AK_UNTIL_NEVER for a key that does not expire. A record's times are at
+ * most AK_TIME_MAX, so never is none of them. */
+#define AK_UNTIL_NEVER INT64_MAX
+static inline int64_t record_until(const ak_record *r)
+{
+    int64_t until = r->expires == AK_NO_EXPIRY ? AK_UNTIL_NEVER : r->expires;
+    if (r->rotated && r->grace_end < until)
+        until = r->grace_end;
+    return until;
+}
+/* Whether a key valid until until (record_until) is refused as expired at now: never is never,
+ * even at the last now a caller may give (INT64_MAX). Inline: it runs on every check. */
+static inline int until_passed(int64_t until, int64_t now)
+{
+    return until <= now && until != AK_UNTIL_NEVER;
+}
+/* Whether the key of record r is refused as expired at now. */
 static inline int record_expired(const ak_record *r, int64_t now)
 {
-    return (r->expires != AK_NO_EXPIRY && r->expires <= now) | (r->rotated && r->grace_end <= now);
+    return until_passed(record_until(r), now);
 }
 /* Whether [s, s + n) is a valid scope list (as r->scopes above): 0, or -1. */
 int record_scopes_valid(const unsigned char *s, size_t n);
@@ -518,8 +534,7 @@ typedef struct {
 typedef struct {
     unsigned char hash[AK_HASH_LEN]; /* the record's */
     int64_t until;       /* refused as expired from then on: the expiry, or the end of the grace
-                            of a rotated key, the earlier; INT64_MAX (keystore.c's
-                            AK_UNTIL_NEVER) for never */
+                            of a rotated key, the earlier: record_until */
     uint64_t scope_bits; /* the key's scopes as bits over the index's names (below) */
     unsigned char unused[16];
 } ak_hot;

@@ -117,17 +117,6 @@ static void index_free(ak_index *ix)
     memset(ix, 0, sizeof *ix);
 }
 
-/* When the key of record r is refused as expired (as record_expired, in one time), or
- * AK_UNTIL_NEVER. A record's times are at most AK_TIME_MAX, so never is none of them. */
-#define AK_UNTIL_NEVER INT64_MAX
-static int64_t record_until(const ak_record *r)
-{
-    int64_t until = r->expires == AK_NO_EXPIRY ? AK_UNTIL_NEVER : r->expires;
-    if (r->rotated && r->grace_end < until)
-        until = r->grace_end;
-    return until;
-}
-
 /* Rebuilds the index over es; on failure the old index is kept. Load factor <= 1/2. */
 static int index_build(ak_index *ix, const ak_entries *es, ak_err *e)
 {
@@ -611,8 +600,7 @@ ak_verdict keystore_verify(ak_keystore *ks, const char *key, size_t len, int64_t
             const ak_hot *h = &ks->index.hot[i];
             if (hash_equal(h->hash, w.hash)) {
                 *out = &ks->entries.v[i];
-                /* never is never, even at the last now a caller may give (INT64_MAX) */
-                verdict = h->until <= now && h->until != AK_UNTIL_NEVER ? AK_EXPIRED : AK_VALID;
+                verdict = until_passed(h->until, now) ? AK_EXPIRED : AK_VALID;
                 break;
             }
         }
